@@ -1,0 +1,146 @@
+//! Lifecycle transitions of an instance, one file per client command, plus the pieces
+//! several of them share (creating a run, finishing a run, telling the parent).
+
+pub mod purge;
+pub mod raise;
+pub mod start;
+pub mod suspend;
+pub mod terminate;
+
+use endure_proto::history_event::EventType;
+use endure_proto::{
+    ExecutionCompletedEvent, HistoryEvent, OrchestrationStatus, SubOrchestrationInstanceCompletedEvent,
+    SubOrchestrationInstanceFailedEvent, TaskFailureDetails,
+};
+use prost_types::Timestamp;
+
+use crate::apply::Ctx;
+use crate::records::InstanceRecord;
+use crate::view::Tx;
+use crate::Error;
+
+/// COMPLETED, FAILED, TERMINATED and CANCELED end an instance; nothing runs after them.
+pub fn is_terminal(status: i32) -> bool {
+    matches!(
+        OrchestrationStatus::try_from(status),
+        Ok(OrchestrationStatus::Completed
+            | OrchestrationStatus::Failed
+            | OrchestrationStatus::Terminated
+            | OrchestrationStatus::Canceled)
+    )
+}
+
+/// A history event that no action created (eventId -1), stamped with `at`.
+pub fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
+    HistoryEvent {
+        event_id: -1,
+        timestamp: Some(at),
+        event_type: Some(kind),
+        ..HistoryEvent::default()
+    }
+}
+
+/// How a run ended.
+pub struct Ending {
+    pub status: OrchestrationStatus,
+    pub output: Option<String>,
+    pub failure: Option<TaskFailureDetails>,
+    /// Id of the completion action, or -1 when the engine ended the run itself.
+    pub event_id: i32,
+}
+
+/// Ends the current run: records ExecutionCompleted, drops pending work and the inbox,
+/// stores the record and tells the parent, if any.
+pub fn finish_run(
+    tx: &mut Tx<'_>,
+    ctx: &Ctx,
+    record: &mut InstanceRecord,
+    ending: Ending,
+) -> Result<(), Error> {
+    record.status = ending.status as i32;
+    record.output = ending.output.clone();
+    record.failure_details = ending.failure.clone();
+    record.last_updated_at = Some(ctx.now);
+    let mut completed = event(
+        ctx.now,
+        EventType::ExecutionCompleted(ExecutionCompletedEvent {
+            orchestration_status: ending.status as i32,
+            result: ending.output,
+            failure_details: ending.failure,
+            ..Default::default()
+        }),
+    );
+    completed.event_id = ending.event_id;
+    tx.append_history(record, completed);
+    drop_pending(tx, record)?;
+    tx.put_instance(record);
+    notify_parent(tx, ctx, record)
+}
+
+/// Removes the run's pending activities, timers and unconsumed inbox events.
+fn drop_pending(tx: &mut Tx<'_>, record: &mut InstanceRecord) -> Result<(), Error> {
+    for (task_id, _) in tx.activities(&record.instance_id)? {
+        tx.delete_activity(&record.instance_id, task_id);
+    }
+    for key in std::mem::take(&mut record.timers) {
+        tx.delete_timer(&key);
+    }
+    for (seq, _) in tx.inbox(&record.instance_id)? {
+        tx.delete_inbox(record, seq);
+    }
+    Ok(())
+}
+
+/// Delivers a finished child's result to its parent's inbox. The parent gets
+/// `SubOrchestrationInstanceCompleted` for COMPLETED and `...Failed` for every other end,
+/// as Dapr does; a parent that moved on to another run or ended is not told.
+fn notify_parent(tx: &mut Tx<'_>, ctx: &Ctx, child: &InstanceRecord) -> Result<(), Error> {
+    let Some(parent_info) = &child.parent else {
+        return Ok(());
+    };
+    let Some(parent_ref) = &parent_info.orchestration_instance else {
+        return Ok(());
+    };
+    let Some(mut parent) = tx.instance(&parent_ref.instance_id)? else {
+        return Ok(());
+    };
+    let same_run = parent_ref.execution_id.as_deref() == Some(parent.execution_id.as_str());
+    if !same_run || is_terminal(parent.status) {
+        return Ok(());
+    }
+    let task_scheduled_id = parent_info.task_scheduled_id;
+    let kind = if child.status == OrchestrationStatus::Completed as i32 {
+        EventType::SubOrchestrationInstanceCompleted(SubOrchestrationInstanceCompletedEvent {
+            task_scheduled_id,
+            result: child.output.clone(),
+            ..Default::default()
+        })
+    } else {
+        EventType::SubOrchestrationInstanceFailed(SubOrchestrationInstanceFailedEvent {
+            task_scheduled_id,
+            failure_details: Some(child_failure(child)),
+            ..Default::default()
+        })
+    };
+    tx.push_inbox(&mut parent, event(ctx.now, kind));
+    tx.put_instance(&parent);
+    Ok(())
+}
+
+/// The failure a parent sees for a child that did not complete.
+fn child_failure(child: &InstanceRecord) -> TaskFailureDetails {
+    if let Some(failure) = &child.failure_details {
+        return failure.clone();
+    }
+    let status = OrchestrationStatus::try_from(child.status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN");
+    TaskFailureDetails {
+        error_type: "ChildWorkflowFailed".to_string(),
+        error_message: format!(
+            "child workflow '{}' ended with status {status}",
+            child.instance_id
+        ),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,35 @@
+//! RaiseEvent: an external event goes to the instance's inbox, delivered in the next turn.
+//!
+//! Events are accepted while the instance waits for them or not (the SDK buffers them per
+//! name), and while it is suspended. An event for a finished instance is dropped.
+
+use endure_proto::history_event::EventType;
+use endure_proto::{EventRaisedEvent, OrchestrationStatus};
+
+use super::{event, is_terminal};
+use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
+use crate::records::RaiseEvent;
+use crate::view::Tx;
+use crate::Error;
+
+pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, raise: &RaiseEvent) -> Result<Outcome, Error> {
+    let Some(mut record) = tx.instance(&raise.instance_id)? else {
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(&raise.instance_id)));
+    };
+    if is_terminal(record.status) {
+        return Ok(Outcome::OK);
+    }
+    if record.status == OrchestrationStatus::Stalled as i32 {
+        return Ok(Outcome::Rejected(Rejection::new(
+            RejectionCode::FailedPrecondition,
+            format!("workflow is stalled: '{}'", raise.instance_id),
+        )));
+    }
+    let raised = EventRaisedEvent {
+        name: raise.name.clone(),
+        input: raise.input.clone(),
+    };
+    tx.push_inbox(&mut record, event(ctx.now, EventType::EventRaised(raised)));
+    tx.put_instance(&record);
+    Ok(Outcome::OK)
+}

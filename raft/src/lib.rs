@@ -1,0 +1,18 @@
+//! Raft replication of Endure: openraft's type configuration and its durable storage.
+//!
+//! Modules:
+//! - [`types`]: the openraft type configuration ([`TypeConfig`]): what an entry carries
+//!   ([`Request`]) and what applying it answers ([`Response`]), plus type aliases.
+//! - [`log_store`]: the durable Raft log ([`LogStore`]) in RocksDB column families
+//!   [`LOG_COLUMN_FAMILIES`], fsynced before openraft sees anything as persisted.
+//! - [`codec`]: byte formats of stored log entries, log keys and Raft metadata.
+//! - [`error`]: the crate's [`Error`].
+
+pub mod codec;
+pub mod error;
+pub mod log_store;
+pub mod types;
+
+pub use error::Error;
+pub use log_store::{LogStore, LOG_COLUMN_FAMILIES};
+pub use types::{NodeId, Request, Response, TypeConfig};

@@ -1,0 +1,88 @@
+//! Starting a Raft node on a data directory: open RocksDB, the log store and the state
+//! machine, start openraft, and form the (single-voter) cluster on first start only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use endure_storage::rocks::{open_db, RocksStore};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+
+use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
+use crate::network::Network;
+use crate::state_machine::{Shared, StateMachine};
+use crate::types::{NodeId, Raft};
+
+/// Entries between two snapshots; the log behind a snapshot is purged.
+pub const SNAPSHOT_EVERY_LOG_ENTRIES: u64 = 20_000;
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub node_id: NodeId,
+    /// Address other nodes reach this one at (recorded in the membership).
+    pub raft_addr: String,
+}
+
+/// A running node: the Raft handle and the state it applies into.
+#[derive(Clone)]
+pub struct Node {
+    pub raft: Raft,
+    pub store: Arc<RocksStore>,
+    pub shared: Arc<Shared>,
+    pub node_id: NodeId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Opens the data directory and starts Raft. Initializes the single-voter membership only
+/// when the log is empty, so a restart never re-initializes or forks the cluster.
+pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartError> {
+    let open_error = |reason: String| StartError::Open {
+        path: data_dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
+    let db = open_db(data_dir, &LOG_COLUMN_FAMILIES).map_err(|e| open_error(e.to_string()))?;
+    let log_store = LogStore::new(db.clone()).map_err(|e| open_error(e.to_string()))?;
+    let store = Arc::new(RocksStore::new(db));
+    let state_machine = StateMachine::open(store.clone()).map_err(|e| open_error(e.to_string()))?;
+    let shared = state_machine.shared();
+    let config = Config {
+        cluster_name: "endure".to_string(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOG_ENTRIES),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(options.node_id, Arc::new(config), Network, log_store, state_machine)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    if !initialized {
+        let mut members = BTreeMap::new();
+        members.insert(options.node_id, BasicNode { addr: options.raft_addr.clone() });
+        raft.initialize(members)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+    }
+    Ok(Node {
+        raft,
+        store,
+        shared,
+        node_id: options.node_id,
+    })
+}

@@ -1,0 +1,233 @@
+//! The Raft state machine: applies committed entries through the pure engine into the
+//! store, one atomic commit per entry together with the applied log id and membership.
+//!
+//! Effects of applied commands are published on a bounded broadcast channel; the leader's
+//! dispatcher and waiting clients listen. A listener that falls behind re-reads the tables.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use endure_engine::{Effect, EntryMeta, Outcome};
+use endure_storage::memory::Dump;
+use endure_storage::Store;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError, StorageIOError};
+use prost::Message;
+use prost_types::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::types::{
+    Entry, LogId, NodeId, Rejection, RejectionCode, Response, SnapshotMeta, StoredMembership,
+    TypeConfig,
+};
+
+/// Capacity of the effects channel, in applied entries; a slower listener gets `Lagged`.
+pub const EFFECTS_CHANNEL_ENTRIES: usize = 16_384;
+
+/// What the state machine stores next to its tables in every commit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AppliedMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    /// Largest leader time of any applied command (seconds, nanos).
+    max_leader_time: (i64, i32),
+}
+
+/// State shared between the state machine and the rest of the node.
+pub struct Shared {
+    effects: broadcast::Sender<Arc<Vec<Effect>>>,
+    max_leader_time: Mutex<Timestamp>,
+}
+
+impl Shared {
+    /// Listens to the effects of entries applied from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Effect>>> {
+        self.effects.subscribe()
+    }
+
+    /// The largest leader time applied so far: a proposer's clock must not go below it.
+    pub fn max_leader_time(&self) -> Timestamp {
+        *self.max_leader_time.lock().expect("lock poisoned")
+    }
+}
+
+/// The state machine over a [`Store`].
+#[derive(Clone)]
+pub struct StateMachine<S: Store> {
+    store: Arc<S>,
+    shared: Arc<Shared>,
+    meta: AppliedMeta,
+    current_snapshot: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+}
+
+fn io_error(error: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&std::io::Error::other(error.to_string())).into()
+}
+
+impl<S: Store> StateMachine<S> {
+    /// Opens the state machine on a store, resuming from its last commit.
+    pub fn open(store: Arc<S>) -> Result<Self, StorageError<NodeId>> {
+        let meta = match store.applied_meta().map_err(io_error)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(io_error)?,
+            None => AppliedMeta::default(),
+        };
+        let (seconds, nanos) = meta.max_leader_time;
+        let shared = Arc::new(Shared {
+            effects: broadcast::channel(EFFECTS_CHANNEL_ENTRIES).0,
+            max_leader_time: Mutex::new(Timestamp { seconds, nanos }),
+        });
+        Ok(StateMachine {
+            store,
+            shared,
+            meta,
+            current_snapshot: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    pub fn store(&self) -> Arc<S> {
+        self.store.clone()
+    }
+
+    fn apply_one(&mut self, entry: Entry) -> Result<Response, StorageError<NodeId>> {
+        if let Some(last) = &self.meta.last_applied {
+            // Invariant kept in release builds: entries apply once, in order.
+            assert!(entry.log_id.index > last.index, "applied index must strictly increase");
+        }
+        self.meta.last_applied = Some(entry.log_id);
+        let mut response = Response::default();
+        let mut effects = Vec::new();
+        let mut writes = Vec::new();
+        match entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(membership) => {
+                self.meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+            }
+            EntryPayload::Normal(request) => {
+                let command = request.0;
+                let leader_time = command.leader_time.unwrap_or_default();
+                let meta = EntryMeta { log_index: entry.log_id.index };
+                let applied = endure_engine::apply(self.store.as_ref(), &command, &meta)
+                    .map_err(io_error)?;
+                writes = applied.writes;
+                effects = applied.effects;
+                response = to_response(applied.outcome);
+                self.advance_leader_time(leader_time);
+            }
+        }
+        let meta_bytes = serde_json::to_vec(&self.meta).map_err(io_error)?;
+        self.store.commit(&writes, &meta_bytes).map_err(io_error)?;
+        if !effects.is_empty() {
+            // No listener (a follower's dispatcher is idle) is fine.
+            let _ = self.shared.effects.send(Arc::new(effects));
+        }
+        Ok(response)
+    }
+
+    fn advance_leader_time(&mut self, leader_time: Timestamp) {
+        let current = (leader_time.seconds, leader_time.nanos);
+        if current > self.meta.max_leader_time {
+            self.meta.max_leader_time = current;
+            *self.shared.max_leader_time.lock().expect("lock poisoned") = leader_time;
+        }
+    }
+}
+
+fn to_response(outcome: Option<Outcome>) -> Response {
+    match outcome {
+        Some(Outcome::Applied { purged }) => Response { rejection: None, purged },
+        Some(Outcome::Rejected(rejection)) => Response {
+            rejection: Some(Rejection {
+                code: match rejection.code {
+                    endure_engine::RejectionCode::NotFound => RejectionCode::NotFound,
+                    endure_engine::RejectionCode::AlreadyExists => RejectionCode::AlreadyExists,
+                    endure_engine::RejectionCode::InvalidArgument => RejectionCode::InvalidArgument,
+                    endure_engine::RejectionCode::FailedPrecondition => RejectionCode::FailedPrecondition,
+                    endure_engine::RejectionCode::Stale => RejectionCode::Stale,
+                },
+                message: rejection.message,
+            }),
+            purged: 0,
+        },
+        None => Response::default(),
+    }
+}
+
+impl<S: Store> RaftSnapshotBuilder<TypeConfig> for StateMachine<S> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        // The export is one RocksDB point-in-time view; the applied meta comes from the same
+        // view, since apply may run on while this builds.
+        let bytes = self.store.export().map_err(io_error)?;
+        let dump = Dump::decode(bytes.as_slice()).map_err(io_error)?;
+        let meta: AppliedMeta = match dump.rows.iter().rev().find(|row| row.table == 5) {
+            Some(row) => serde_json::from_slice(&row.value).map_err(io_error)?,
+            None => AppliedMeta::default(),
+        };
+        let snapshot_id = match &meta.last_applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id.term, log_id.index, bytes.len()),
+            None => format!("empty-{}", bytes.len()),
+        };
+        let snapshot_meta = SnapshotMeta {
+            last_log_id: meta.last_applied,
+            last_membership: meta.membership.clone(),
+            snapshot_id,
+        };
+        *self.current_snapshot.lock().expect("lock poisoned") =
+            Some((snapshot_meta.clone(), bytes.clone()));
+        Ok(Snapshot {
+            meta: snapshot_meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+        Ok((self.meta.last_applied, self.meta.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        entries.into_iter().map(|entry| self.apply_one(entry)).collect()
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        self.store.import(&bytes).map_err(io_error)?;
+        let reopened = Self::open(self.store.clone())?;
+        self.meta = reopened.meta;
+        self.meta.last_applied = meta.last_log_id;
+        self.meta.membership = meta.last_membership.clone();
+        *self.current_snapshot.lock().expect("lock poisoned") = Some((meta.clone(), bytes));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = self.current_snapshot.lock().expect("lock poisoned").clone();
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}

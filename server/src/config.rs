@@ -1,0 +1,131 @@
+//! Settings of `endure serve`: command-line flags, `ENDURE_*` environment variables and an
+//! optional TOML file (`--config`), in that order of precedence, then the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+
+/// Default gRPC address: the Dapr SDKs' default endpoint.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50001";
+/// Default HTTP address: Dapr's default HTTP port.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3500";
+pub const DEFAULT_DATA_DIR: &str = "./endure-data";
+/// Largest gRPC message accepted, in bytes (the gRPC default the SDKs also use).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Flags of `endure serve`; each can also come from an `ENDURE_*` variable.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "ENDURE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of this node's RocksDB (Raft log and state machine).
+    #[arg(long, env = "ENDURE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the SDK-facing gRPC service.
+    #[arg(long, env = "ENDURE_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Address of the HTTP API (reserved: the workflow HTTP API is not served yet).
+    #[arg(long, env = "ENDURE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// This node's Raft ID.
+    #[arg(long, env = "ENDURE_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Log filter (`info`, `debug`, `endure=debug,openraft=warn`, ...); RUST_LOG wins.
+    #[arg(long, env = "ENDURE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "ENDURE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+}
+
+/// The same settings as a TOML file holds them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    node_id: Option<u64>,
+    log_level: Option<String>,
+    max_message_bytes: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub node_id: u64,
+    pub log_level: String,
+    pub max_message_bytes: usize,
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let settings = Settings {
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            grpc_addr: args.grpc_addr.or(file.grpc_addr).unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().unwrap()),
+            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().unwrap()),
+            node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        };
+        if settings.node_id == 0 {
+            bail!("--node-id must be at least 1");
+        }
+        if settings.max_message_bytes < 1024 {
+            bail!("--max-message-bytes must be at least 1024");
+        }
+        Ok(settings)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("endure.toml");
+        std::fs::write(&path, "node_id = 3\ngrpc_addr = \"127.0.0.1:6000\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            grpc_addr: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::resolve(args).unwrap();
+        assert_eq!(settings.node_id, 3);
+        assert_eq!(settings.grpc_addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(settings.http_addr, DEFAULT_HTTP_ADDR.parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "grcp_addr = \"x\"\n").unwrap();
+        let error = Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
+        let zero = Settings::resolve(ServeArgs { node_id: Some(0), ..ServeArgs::default() });
+        assert!(zero.is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The SDK-facing gRPC service, `TaskHubSidecarService`, as the Dapr SDKs call it.
+//!
+//! - [`status`]: mapping errors to gRPC statuses (one place).
+//! - [`wait`]: long polls with the client's deadline.
+//! - [`worker`]: the `GetWorkItems` stream and the completion RPCs.
+
+pub mod status;
+pub mod wait;
+pub mod worker;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use endure_engine::query;
+use endure_engine::records::command::Kind;
+use endure_engine::records::{Purge, RaiseEvent, Resume, StartInstance, Suspend, Terminate};
+use endure_engine::StateView;
+use endure_proto::task_hub_sidecar_service_server::TaskHubSidecarService;
+use endure_proto::*;
+use endure_raft::state_machine::Shared;
+use endure_storage::rocks::RocksStore;
+use endure_storage::Store;
+use tonic::{Request, Response, Status};
+
+use crate::dispatcher;
+use crate::proposer::Proposer;
+use status::{check, from_proposer, from_storage};
+
+/// Longest instance ID or name accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 1_024;
+/// Largest page ListInstanceIDs returns.
+pub const MAX_PAGE_INSTANCES: usize = 1_000;
+const DEFAULT_PAGE_INSTANCES: usize = 100;
+
+/// The service: cheap to clone, shares the node's components.
+#[derive(Clone)]
+pub struct Sidecar {
+    pub proposer: Proposer,
+    pub store: Arc<RocksStore>,
+    pub shared: Arc<Shared>,
+    pub dispatcher: dispatcher::Handle,
+    pub next_worker_id: Arc<AtomicU64>,
+    /// Turns true on shutdown: long polls end with UNAVAILABLE so clients retry elsewhere.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn require(value: &str, what: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{what} is required")));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{what} is {} bytes long; at most {MAX_ID_BYTES} are allowed",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Sidecar {
+    async fn read_instance(&self, instance_id: &str) -> Result<Option<endure_engine::records::InstanceRecord>, Status> {
+        self.proposer.linearizable().await.map_err(from_proposer)?;
+        self.store.instance(instance_id).map_err(from_storage)
+    }
+
+    async fn wait_for(
+        &self,
+        instance_id: &str,
+        deadline: Option<tokio::time::Instant>,
+        done: impl Fn(&endure_engine::records::InstanceRecord) -> bool,
+    ) -> Result<GetInstanceResponse, Status> {
+        require(instance_id, "instanceId")?;
+        self.proposer.linearizable().await.map_err(from_proposer)?;
+        match wait::until(self, instance_id, deadline, done).await? {
+            Some(record) => Ok(GetInstanceResponse {
+                exists: true,
+                orchestration_state: Some(query::state(&record, true)),
+            }),
+            None => Err(Status::not_found(format!("no such instance exists: '{instance_id}'"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TaskHubSidecarService for Sidecar {
+    async fn hello(&self, _request: Request<()>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn start_instance(
+        &self,
+        request: Request<CreateInstanceRequest>,
+    ) -> Result<Response<CreateInstanceResponse>, Status> {
+        let deadline = wait::deadline(&request);
+        let request = request.into_inner();
+        require(&request.name, "name")?;
+        let instance_id = if request.instance_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            request.instance_id.clone()
+        };
+        require(&instance_id, "instanceId")?;
+        let now = self.proposer.next_time();
+        let scheduled = request
+            .scheduled_start_timestamp
+            .filter(|at| endure_engine::time::after(at, &now));
+        let start = StartInstance {
+            instance_id: instance_id.clone(),
+            name: request.name,
+            input: request.input,
+            version: request.version.filter(|v| !v.is_empty()),
+            scheduled_start: scheduled,
+            tags: request.tags,
+            enforce_unique: request.enforce_unique_instance_id,
+            router: request.router,
+            parent_trace_context: request.parent_trace_context,
+        };
+        check(self.proposer.propose(Kind::StartInstance(start)).await)?;
+        if scheduled.is_none() {
+            // As Dapr: the call returns once the first turn ran (the instance left PENDING).
+            wait::until(self, &instance_id, deadline, query::has_started).await?;
+        }
+        Ok(Response::new(CreateInstanceResponse { instance_id }))
+    }
+
+    async fn get_instance(
+        &self,
+        request: Request<GetInstanceRequest>,
+    ) -> Result<Response<GetInstanceResponse>, Status> {
+        let request = request.into_inner();
+        require(&request.instance_id, "instanceId")?;
+        let response = match self.read_instance(&request.instance_id).await? {
+            Some(record) => GetInstanceResponse {
+                exists: true,
+                orchestration_state: Some(query::state(&record, request.get_inputs_and_outputs)),
+            },
+            None => GetInstanceResponse { exists: false, orchestration_state: None },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn wait_for_instance_start(
+        &self,
+        request: Request<GetInstanceRequest>,
+    ) -> Result<Response<GetInstanceResponse>, Status> {
+        let deadline = wait::deadline(&request);
+        let id = request.into_inner().instance_id;
+        Ok(Response::new(self.wait_for(&id, deadline, query::has_started).await?))
+    }
+
+    async fn wait_for_instance_completion(
+        &self,
+        request: Request<GetInstanceRequest>,
+    ) -> Result<Response<GetInstanceResponse>, Status> {
+        let deadline = wait::deadline(&request);
+        let id = request.into_inner().instance_id;
+        Ok(Response::new(self.wait_for(&id, deadline, query::has_completed).await?))
+    }
+
+    async fn raise_event(
+        &self,
+        request: Request<RaiseEventRequest>,
+    ) -> Result<Response<RaiseEventResponse>, Status> {
+        let request = request.into_inner();
+        require(&request.instance_id, "instanceId")?;
+        require(&request.name, "event name")?;
+        let raise = RaiseEvent { instance_id: request.instance_id, name: request.name, input: request.input };
+        check(self.proposer.propose(Kind::RaiseEvent(raise)).await)?;
+        Ok(Response::new(RaiseEventResponse {}))
+    }
+
+    async fn terminate_instance(
+        &self,
+        request: Request<TerminateRequest>,
+    ) -> Result<Response<TerminateResponse>, Status> {
+        let request = request.into_inner();
+        require(&request.instance_id, "instanceId")?;
+        let terminate = Terminate {
+            instance_id: request.instance_id,
+            output: request.output,
+            recursive: request.recursive,
+        };
+        // The engine ends the run within the command, so once applied the state shows it.
+        check(self.proposer.propose(Kind::Terminate(terminate)).await)?;
+        Ok(Response::new(TerminateResponse {}))
+    }
+
+    async fn suspend_instance(
+        &self,
+        request: Request<SuspendRequest>,
+    ) -> Result<Response<SuspendResponse>, Status> {
+        let request = request.into_inner();
+        require(&request.instance_id, "instanceId")?;
+        let suspend = Suspend { instance_id: request.instance_id, reason: request.reason };
+        check(self.proposer.propose(Kind::Suspend(suspend)).await)?;
+        Ok(Response::new(SuspendResponse {}))
+    }
+
+    async fn resume_instance(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<ResumeResponse>, Status> {
+        let request = request.into_inner();
+        require(&request.instance_id, "instanceId")?;
+        let resume = Resume { instance_id: request.instance_id, reason: request.reason };
+        check(self.proposer.propose(Kind::Resume(resume)).await)?;
+        Ok(Response::new(ResumeResponse {}))
+    }
+
+    async fn purge_instances(
+        &self,
+        request: Request<PurgeInstancesRequest>,
+    ) -> Result<Response<PurgeInstancesResponse>, Status> {
+        let request = request.into_inner();
+        let instance_id = match request.request {
+            Some(purge_instances_request::Request::InstanceId(id)) => id,
+            Some(purge_instances_request::Request::PurgeInstanceFilter(_)) => {
+                return Err(Status::unimplemented("multi-instance purge is not implemented"));
+            }
+            None => return Err(Status::invalid_argument("instanceId is required")),
+        };
+        require(&instance_id, "instanceId")?;
+        let purge = Purge { instance_id, recursive: request.recursive };
+        let response = check(self.proposer.propose(Kind::Purge(purge)).await)?;
+        Ok(Response::new(PurgeInstancesResponse {
+            deleted_instance_count: response.purged as i32,
+            is_complete: Some(true),
+        }))
+    }
+
+    type GetWorkItemsStream = worker::WorkStream;
+
+    async fn get_work_items(
+        &self,
+        request: Request<GetWorkItemsRequest>,
+    ) -> Result<Response<Self::GetWorkItemsStream>, Status> {
+        Ok(Response::new(worker::open_stream(self, request.into_inner()).await))
+    }
+
+    async fn complete_activity_task(
+        &self,
+        request: Request<ActivityResponse>,
+    ) -> Result<Response<CompleteTaskResponse>, Status> {
+        worker::complete_activity(self, request.into_inner()).await?;
+        Ok(Response::new(CompleteTaskResponse {}))
+    }
+
+    async fn complete_orchestrator_task(
+        &self,
+        request: Request<OrchestratorResponse>,
+    ) -> Result<Response<CompleteTaskResponse>, Status> {
+        worker::complete_turn(self, request.into_inner()).await?;
+        Ok(Response::new(CompleteTaskResponse {}))
+    }
+
+    async fn complete_workflow_task(
+        &self,
+        request: Request<OrchestratorResponse>,
+    ) -> Result<Response<CompleteTaskResponse>, Status> {
+        worker::complete_turn(self, request.into_inner()).await?;
+        Ok(Response::new(CompleteTaskResponse {}))
+    }
+
+    async fn get_instance_history(
+        &self,
+        request: Request<GetInstanceHistoryRequest>,
+    ) -> Result<Response<GetInstanceHistoryResponse>, Status> {
+        let instance_id = request.into_inner().instance_id;
+        require(&instance_id, "instanceId")?;
+        if self.read_instance(&instance_id).await?.is_none() {
+            return Err(Status::not_found(format!("workflow instance '{instance_id}' not found")));
+        }
+        let events = self.store.history(&instance_id).map_err(from_storage)?;
+        Ok(Response::new(GetInstanceHistoryResponse { events }))
+    }
+
+    async fn list_instance_i_ds(
+        &self,
+        request: Request<ListInstanceIDsRequest>,
+    ) -> Result<Response<ListInstanceIDsResponse>, Status> {
+        let request = request.into_inner();
+        let page = match request.page_size {
+            None | Some(0) => DEFAULT_PAGE_INSTANCES,
+            Some(size) => (size as usize).min(MAX_PAGE_INSTANCES),
+        };
+        self.proposer.linearizable().await.map_err(from_proposer)?;
+        let after = request.continuation_token.filter(|t| !t.is_empty());
+        let records = self
+            .store
+            .list_instances(after.as_deref(), page + 1)
+            .map_err(from_storage)?;
+        let more = records.len() > page;
+        let instance_ids: Vec<String> = records.into_iter().take(page).map(|r| r.instance_id).collect();
+        let continuation_token = if more { instance_ids.last().cloned() } else { None };
+        Ok(Response::new(ListInstanceIDsResponse { instance_ids, continuation_token }))
+    }
+
+    async fn rerun_workflow_from_event(
+        &self,
+        _request: Request<RerunWorkflowFromEventRequest>,
+    ) -> Result<Response<RerunWorkflowFromEventResponse>, Status> {
+        Err(Status::unimplemented("rerunning a workflow from an event is not supported yet"))
+    }
+}

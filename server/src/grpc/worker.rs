@@ -1,0 +1,79 @@
+//! The worker side of the protocol: the `GetWorkItems` stream and the completion RPCs.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use endure_engine::records::command::Kind;
+use endure_proto::{ActivityResponse, GetWorkItemsRequest, OrchestratorResponse, WorkItem};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::Status;
+use tracing::debug;
+
+use super::status::check;
+use super::Sidecar;
+use crate::dispatcher::{self, WORKER_QUEUE_ITEMS};
+
+/// A worker's stream of work items. Dropping it (the worker went away) hands what the
+/// worker held back to the dispatcher.
+pub struct WorkStream {
+    items: mpsc::Receiver<Result<WorkItem, Status>>,
+    worker_id: u64,
+    dispatcher: dispatcher::Handle,
+}
+
+impl Stream for WorkStream {
+    type Item = Result<WorkItem, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.items.poll_recv(cx)
+    }
+}
+
+impl Drop for WorkStream {
+    fn drop(&mut self) {
+        self.dispatcher.disconnect(self.worker_id);
+    }
+}
+
+/// Registers a worker; the SDK's concurrency hints are not needed (the stream's flow
+/// control and the per-worker queue bound what a worker holds).
+pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> WorkStream {
+    let worker_id = sidecar.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
+    sidecar.dispatcher.connect(worker_id, sender).await;
+    WorkStream { items, worker_id, dispatcher: sidecar.dispatcher.clone() }
+}
+
+/// Records a worker's answer to a turn.
+pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) -> Result<(), Status> {
+    let instance_id = response.instance_id.clone();
+    let token = response.completion_token.clone();
+    let command = sidecar
+        .dispatcher
+        .resolve_turn(response)
+        .await
+        .map_err(Status::not_found)?;
+    let result = sidecar.proposer.propose(Kind::CompleteTurn(command)).await;
+    sidecar.dispatcher.turn_done(instance_id.clone(), token).await;
+    if let Err(status) = check(result) {
+        debug!(instance_id, error = %status.message(), "turn completion refused");
+        return Err(status);
+    }
+    Ok(())
+}
+
+/// Records an activity's result.
+pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) -> Result<(), Status> {
+    let instance_id = response.instance_id.clone();
+    let task_id = response.task_id;
+    let command = sidecar
+        .dispatcher
+        .resolve_activity(response)
+        .await
+        .map_err(Status::not_found)?;
+    let result = sidecar.proposer.propose(Kind::CompleteActivity(command)).await;
+    sidecar.dispatcher.activity_done(instance_id, task_id).await;
+    check(result).map(|_| ())
+}

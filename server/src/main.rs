@@ -1,0 +1,141 @@
+//! `endure`: the Endure workflow engine.
+//!
+//! Modules:
+//! - [`config`]: settings from flags, environment and TOML.
+//! - [`clock`]: the leader's clock.
+//! - [`proposer`]: stamping and proposing commands through Raft.
+//! - [`dispatcher`]: sending turns and activities to workers.
+//! - [`timers`]: firing due durable timers.
+//! - [`grpc`]: the SDK-facing `TaskHubSidecarService`.
+
+mod clock;
+mod config;
+mod dispatcher;
+mod grpc;
+mod proposer;
+mod timers;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use endure_proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
+use endure_raft::node::{self, NodeOptions};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ServeArgs, Settings};
+
+/// How long a starting node waits to become leader of its cluster.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// How long open calls get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Parser)]
+#[command(name = "endure", version, about = "Endure: a durable workflow engine that speaks the Dapr Workflow protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::resolve(args)?;
+            init_logging(&settings.log_level);
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            runtime.block_on(serve(settings))
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let options = NodeOptions { node_id: settings.node_id, raft_addr: settings.grpc_addr.to_string() };
+    let node = node::start(&settings.data_dir, options).await?;
+    node.raft
+        .wait(Some(LEADER_WAIT))
+        .current_leader(settings.node_id, "this node leads its single-voter cluster")
+        .await
+        .context("the node did not become leader")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let proposer = proposer::Proposer::new(node.clone(), clock.clone());
+    proposer.linearizable().await.context("cannot catch up with the log")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (dispatcher, dispatcher_handle) =
+        dispatcher::Dispatcher::new(node.store.clone(), clock.clone(), node.shared.subscribe());
+    let dispatcher_task = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
+    let timer_service = timers::TimerService {
+        store: node.store.clone(),
+        proposer: proposer.clone(),
+        clock,
+        shared: node.shared.clone(),
+    };
+    let timer_task = tokio::spawn(timer_service.run(shutdown_rx.clone()));
+
+    let sidecar = grpc::Sidecar {
+        proposer,
+        store: node.store.clone(),
+        shared: node.shared.clone(),
+        dispatcher: dispatcher_handle,
+        shutdown: shutdown_rx.clone(),
+        next_worker_id: Arc::new(AtomicU64::new(0)),
+    };
+    let service = TaskHubSidecarServiceServer::new(sidecar)
+        .max_decoding_message_size(settings.max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let listener = tokio::net::TcpListener::bind(settings.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
+    let local = listener.local_addr()?;
+    info!(grpc = %local, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut shutdown_signal = shutdown_rx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+    let mut forced = shutdown_rx.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown_signal.changed().await;
+        });
+    tokio::select! {
+        result = server => result.context("gRPC server failed")?,
+        _ = async { let _ = forced.changed().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("calls still open after the grace period; closing them");
+        }
+    }
+    let _ = dispatcher_task.await;
+    let _ = timer_task.await;
+    node.raft.shutdown().await.ok();
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot listen for SIGTERM");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

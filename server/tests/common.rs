@@ -1,0 +1,94 @@
+//! Starting the real `endure` binary on free ports for integration tests.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+use tonic::transport::Channel;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `endure serve` process; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts a node on a fresh port with `data_dir` and waits until it serves.
+    pub fn start(data_dir: &Path) -> Server {
+        let server = Server::spawn(data_dir, free_port(), free_port());
+        server.wait_ready();
+        server
+    }
+
+    pub fn spawn(data_dir: &Path, grpc_port: u16, http_port: u16) -> Server {
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_endure"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--grpc-addr")
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .arg("--log-level")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("the endure binary starts");
+        Server { child, grpc_port, http_port, data_dir: data_dir.to_path_buf(), log }
+    }
+
+    pub fn wait_ready(&self) {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.grpc_port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "server did not start: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub async fn client(&self) -> TaskHubSidecarServiceClient<Channel> {
+        TaskHubSidecarServiceClient::connect(self.endpoint()).await.unwrap()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the node again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        let again = Server::spawn(&self.data_dir, self.grpc_port, self.http_port);
+        let old = std::mem::replace(self, again);
+        std::mem::forget(old);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

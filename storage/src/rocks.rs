@@ -1,0 +1,296 @@
+//! The RocksDB store: one column family per table, values are protobuf records, and every
+//! apply is one `WriteBatch` together with the applied meta.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use endure_engine::records::{ActivityRecord, InstanceRecord, TimerKey, TimerRecord};
+use endure_engine::{StateView, Write};
+use endure_proto::HistoryEvent;
+use prost::Message;
+use prost_types::Timestamp;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::keys;
+use crate::{Error, Store, MAX_SCAN_ROWS};
+
+pub const INSTANCES: &str = "instances";
+pub const HISTORY: &str = "history";
+pub const INBOX: &str = "inbox";
+pub const ACTIVITIES: &str = "activities";
+pub const TIMERS: &str = "timers";
+pub const SM_META: &str = "sm_meta";
+
+/// The state machine's column families, in the order snapshots list them.
+pub const STATE_COLUMN_FAMILIES: [&str; 6] = [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
+
+const APPLIED_META_KEY: &[u8] = b"applied";
+
+/// Opens (creating if missing) the node's database with the state machine's column
+/// families plus `extra` ones (the Raft log's). A database that RocksDB cannot open or
+/// verify is an error: the node never starts on half a state.
+pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, Error> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_paranoid_checks(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let families = STATE_COLUMN_FAMILIES
+        .iter()
+        .chain(extra.iter())
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    Ok(Arc::new(DB::open_cf_descriptors(&options, path, families)?))
+}
+
+/// The state machine's tables in a shared RocksDB handle.
+#[derive(Clone)]
+pub struct RocksStore {
+    db: Arc<DB>,
+}
+
+impl RocksStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        RocksStore { db }
+    }
+
+    fn cf(&self, name: &'static str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is opened by open_db"))
+    }
+
+    fn get<M: Message + Default>(&self, table: &'static str, key: &[u8]) -> Result<Option<M>, Error> {
+        match self.db.get_cf(self.cf(table), key)? {
+            Some(bytes) => decode(table, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Rows whose key starts with `prefix`, in key order, at most [`MAX_SCAN_ROWS`].
+    fn scan_prefix(&self, table: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(prefix_end(prefix));
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        let mut rows = Vec::new();
+        for row in self.db.iterator_cf_opt(self.cf(table), options, mode) {
+            let (key, value) = row?;
+            rows.push((key.to_vec(), value.to_vec()));
+            if rows.len() >= MAX_SCAN_ROWS {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    fn write_one(&self, batch: &mut WriteBatch, write: &Write) {
+        match write {
+            Write::PutInstance(record) => batch.put_cf(
+                self.cf(INSTANCES),
+                keys::instance(&record.instance_id),
+                record.encode_to_vec(),
+            ),
+            Write::DeleteInstance(id) => batch.delete_cf(self.cf(INSTANCES), keys::instance(id)),
+            Write::PutHistory { instance_id, seq, event } => batch.put_cf(
+                self.cf(HISTORY),
+                keys::sequenced(instance_id, *seq),
+                event.encode_to_vec(),
+            ),
+            Write::DeleteHistory { instance_id } => {
+                let prefix = keys::instance(instance_id);
+                batch.delete_range_cf(self.cf(HISTORY), &prefix, &prefix_end(&prefix));
+            }
+            Write::PutInbox { instance_id, seq, event } => batch.put_cf(
+                self.cf(INBOX),
+                keys::sequenced(instance_id, *seq),
+                event.encode_to_vec(),
+            ),
+            Write::DeleteInbox { instance_id, seq } => {
+                batch.delete_cf(self.cf(INBOX), keys::sequenced(instance_id, *seq))
+            }
+            Write::PutActivity { instance_id, task_id, record } => batch.put_cf(
+                self.cf(ACTIVITIES),
+                keys::activity(instance_id, *task_id),
+                record.encode_to_vec(),
+            ),
+            Write::DeleteActivity { instance_id, task_id } => {
+                batch.delete_cf(self.cf(ACTIVITIES), keys::activity(instance_id, *task_id))
+            }
+            Write::PutTimer { key, record } => {
+                batch.put_cf(self.cf(TIMERS), keys::timer(key), record.encode_to_vec())
+            }
+            Write::DeleteTimer { key } => batch.delete_cf(self.cf(TIMERS), keys::timer(key)),
+        }
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+fn decode<M: Message + Default>(table: &'static str, bytes: &[u8]) -> Result<M, Error> {
+    M::decode(bytes).map_err(|e| Error::Corruption {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn corrupt_key(table: &'static str) -> Error {
+    Error::Corruption {
+        table,
+        reason: "malformed key".to_string(),
+    }
+}
+
+impl StateView for RocksStore {
+    fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, endure_engine::Error> {
+        Ok(self.get(INSTANCES, &keys::instance(instance_id))?)
+    }
+
+    fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, endure_engine::Error> {
+        Ok(sequenced_rows(self.scan_prefix(INBOX, &keys::instance(instance_id))?, INBOX)?)
+    }
+
+    fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
+        let rows = sequenced_rows(self.scan_prefix(HISTORY, &keys::instance(instance_id))?, HISTORY)?;
+        Ok(rows.into_iter().map(|(_, event)| event).collect())
+    }
+
+    fn activities(&self, instance_id: &str) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
+        let mut activities = Vec::new();
+        for (key, value) in self.scan_prefix(ACTIVITIES, &keys::instance(instance_id))? {
+            let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
+            let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
+            activities.push((task_id, decode(ACTIVITIES, &value)?));
+        }
+        Ok(activities)
+    }
+
+    fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, endure_engine::Error> {
+        Ok(self.get(TIMERS, &keys::timer(key))?)
+    }
+}
+
+fn sequenced_rows(rows: Vec<(Vec<u8>, Vec<u8>)>, table: &'static str) -> Result<Vec<(u64, HistoryEvent)>, Error> {
+    rows.into_iter()
+        .map(|(key, value)| {
+            let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(table))?;
+            let seq = keys::parse_seq(rest).ok_or_else(|| corrupt_key(table))?;
+            Ok((seq, decode(table, &value)?))
+        })
+        .collect()
+}
+
+impl Store for RocksStore {
+    fn commit(&self, writes: &[Write], applied_meta: &[u8]) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        for write in writes {
+            self.write_one(&mut batch, write);
+        }
+        batch.put_cf(self.cf(SM_META), APPLIED_META_KEY, applied_meta);
+        // Not fsynced on its own: the Raft log shares this database's WAL, and every log
+        // append is fsynced, which also makes all earlier WAL records (this batch) durable.
+        // A batch lost before that is re-applied from the log, which still holds it.
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    fn applied_meta(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.db.get_cf(self.cf(SM_META), APPLIED_META_KEY)?)
+    }
+
+    fn due_timers(&self, now: &Timestamp, limit: usize) -> Result<Vec<TimerKey>, Error> {
+        let mut due = Vec::new();
+        for row in self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start) {
+            let (key, _) = row?;
+            let timer = keys::parse_timer(&key)?;
+            if endure_engine::time::after(&timer.fire_at.unwrap_or_default(), now) || due.len() >= limit {
+                break;
+            }
+            due.push(timer);
+        }
+        Ok(due)
+    }
+
+    fn next_timer(&self) -> Result<Option<Timestamp>, Error> {
+        match self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start).next() {
+            Some(row) => Ok(keys::parse_timer(&row?.0)?.fire_at),
+            None => Ok(None),
+        }
+    }
+
+    fn list_instances(&self, after: Option<&str>, limit: usize) -> Result<Vec<InstanceRecord>, Error> {
+        let start = after.map(keys::instance).unwrap_or_default();
+        let mut records = Vec::new();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for row in self.db.iterator_cf(self.cf(INSTANCES), mode) {
+            let (key, value) = row?;
+            if after.is_some() && key.as_ref() == start.as_slice() {
+                continue;
+            }
+            records.push(decode(INSTANCES, &value)?);
+            if records.len() >= limit.min(MAX_SCAN_ROWS) {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error> {
+        let mut activities = Vec::new();
+        for row in self.db.iterator_cf(self.cf(ACTIVITIES), IteratorMode::Start) {
+            let (key, value) = row?;
+            let (instance_id, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
+            let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
+            activities.push((instance_id, task_id, decode(ACTIVITIES, &value)?));
+        }
+        Ok(activities)
+    }
+
+    fn export(&self) -> Result<Vec<u8>, Error> {
+        let snapshot = self.db.snapshot();
+        let mut dump = crate::memory::Dump::default();
+        for (index, name) in STATE_COLUMN_FAMILIES.iter().enumerate() {
+            let cf = self.cf(name);
+            for row in snapshot.iterator_cf(cf, IteratorMode::Start) {
+                let (key, value) = row?;
+                dump.rows.push(crate::memory::DumpRow {
+                    table: index as u32,
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                });
+            }
+        }
+        Ok(dump.encode_to_vec())
+    }
+
+    fn import(&self, bytes: &[u8]) -> Result<(), Error> {
+        let dump: crate::memory::Dump = decode("snapshot", bytes)?;
+        let mut batch = WriteBatch::default();
+        for name in STATE_COLUMN_FAMILIES {
+            batch.delete_range_cf(self.cf(name), Vec::<u8>::new(), vec![u8::MAX; 512]);
+        }
+        for row in dump.rows {
+            let name = STATE_COLUMN_FAMILIES
+                .get(row.table as usize)
+                .ok_or_else(|| corrupt_key("snapshot"))?;
+            batch.put_cf(self.cf(name), row.key, row.value);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+}
