@@ -6,11 +6,17 @@
 //! - [`log_store`]: the durable Raft log ([`LogStore`]) in RocksDB column families
 //!   [`LOG_COLUMN_FAMILIES`], fsynced before openraft sees anything as persisted.
 //! - [`codec`]: byte formats of stored log entries, log keys and Raft metadata.
+//! - [`state_machine`]: applies committed commands through the engine into the store.
+//! - [`node`]: opening a data directory and starting Raft on it.
+//! - [`network`]: the network between nodes (single voter: never used).
 //! - [`error`]: the crate's [`Error`].
 
 pub mod codec;
 pub mod error;
 pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod state_machine;
 pub mod types;
 
 pub use error::Error;

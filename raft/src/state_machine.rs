@@ -53,7 +53,6 @@ impl Shared {
 }
 
 /// The state machine over a [`Store`].
-#[derive(Clone)]
 pub struct StateMachine<S: Store> {
     store: Arc<S>,
     shared: Arc<Shared>,
@@ -63,6 +62,17 @@ pub struct StateMachine<S: Store> {
 
 fn io_error(error: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_state_machine(&std::io::Error::other(error.to_string())).into()
+}
+
+impl<S: Store> Clone for StateMachine<S> {
+    fn clone(&self) -> Self {
+        StateMachine {
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            meta: self.meta.clone(),
+            current_snapshot: self.current_snapshot.clone(),
+        }
+    }
 }
 
 impl<S: Store> StateMachine<S> {

@@ -31,6 +31,9 @@ use crate::config::{ServeArgs, Settings};
 
 /// How long a starting node waits to become leader of its cluster.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// The transport refuses messages this many times the configured limit (tonic answers
+/// OUT_OF_RANGE); below that, the service's own check answers RESOURCE_EXHAUSTED.
+const TRANSPORT_CAP_FACTOR: usize = 4;
 /// How long open calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -96,15 +99,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         dispatcher: dispatcher_handle,
         shutdown: shutdown_rx.clone(),
         next_worker_id: Arc::new(AtomicU64::new(0)),
+        max_message_bytes: settings.max_message_bytes,
     };
     let service = TaskHubSidecarServiceServer::new(sidecar)
-        .max_decoding_message_size(settings.max_message_bytes)
+        .max_decoding_message_size(settings.max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
         .max_encoding_message_size(usize::MAX);
     let listener = tokio::net::TcpListener::bind(settings.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
     let local = listener.local_addr()?;
-    info!(grpc = %local, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
+    info!(grpc = %local, http_reserved = %settings.http_addr, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let mut shutdown_signal = shutdown_rx.clone();
     tokio::spawn(async move {

@@ -7,7 +7,7 @@ use endure_engine::records::command::Kind;
 use endure_engine::{time, Command};
 use endure_raft::node::Node;
 use endure_raft::types::{Request, Response};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use prost_types::Timestamp;
 
 use crate::clock::Clock;
@@ -80,9 +80,12 @@ impl Proposer {
     pub async fn linearizable(&self) -> Result<(), Error> {
         match self.node.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(e)) => Err(Error::NotLeader(
-                e.forward_to_leader().and_then(|f| f.leader_id),
-            )),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                Err(Error::NotLeader(forward.leader_id))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(Error::Unavailable(e.to_string()))
+            }
             Err(RaftError::Fatal(fatal)) => Err(Error::Unavailable(fatal.to_string())),
         }
     }

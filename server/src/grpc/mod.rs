@@ -26,6 +26,10 @@ use crate::dispatcher;
 use crate::proposer::Proposer;
 use status::{check, from_proposer, from_storage};
 
+/// The stream type tonic expects for GetWorkItems.
+type WorkItemStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WorkItem, Status>> + Send + 'static>>;
+
 /// Longest instance ID or name accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 1_024;
 /// Largest page ListInstanceIDs returns.
@@ -40,6 +44,8 @@ pub struct Sidecar {
     pub shared: Arc<Shared>,
     pub dispatcher: dispatcher::Handle,
     pub next_worker_id: Arc<AtomicU64>,
+    /// Largest request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
     /// Turns true on shutdown: long polls end with UNAVAILABLE so clients retry elsewhere.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -58,6 +64,19 @@ fn require(value: &str, what: &str) -> Result<(), Status> {
 }
 
 impl Sidecar {
+    /// Refuses a request over the configured size (the transport's own cap is higher, so
+    /// that this check, with its clear status, is the one clients meet).
+    pub fn within_limit(&self, message: &impl prost::Message) -> Result<(), Status> {
+        let size = message.encoded_len();
+        if size > self.max_message_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "the request is {size} bytes; at most {} bytes are accepted",
+                self.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
     async fn read_instance(&self, instance_id: &str) -> Result<Option<endure_engine::records::InstanceRecord>, Status> {
         self.proposer.linearizable().await.map_err(from_proposer)?;
         self.store.instance(instance_id).map_err(from_storage)
@@ -93,6 +112,7 @@ impl TaskHubSidecarService for Sidecar {
     ) -> Result<Response<CreateInstanceResponse>, Status> {
         let deadline = wait::deadline(&request);
         let request = request.into_inner();
+        self.within_limit(&request)?;
         require(&request.name, "name")?;
         let instance_id = if request.instance_id.is_empty() {
             uuid::Uuid::new_v4().simple().to_string()
@@ -162,6 +182,7 @@ impl TaskHubSidecarService for Sidecar {
         request: Request<RaiseEventRequest>,
     ) -> Result<Response<RaiseEventResponse>, Status> {
         let request = request.into_inner();
+        self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
         require(&request.name, "event name")?;
         let raise = RaiseEvent { instance_id: request.instance_id, name: request.name, input: request.input };
@@ -174,6 +195,7 @@ impl TaskHubSidecarService for Sidecar {
         request: Request<TerminateRequest>,
     ) -> Result<Response<TerminateResponse>, Status> {
         let request = request.into_inner();
+        self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
         let terminate = Terminate {
             instance_id: request.instance_id,
@@ -228,20 +250,20 @@ impl TaskHubSidecarService for Sidecar {
         }))
     }
 
-    type GetWorkItemsStream = worker::WorkStream;
-
     async fn get_work_items(
         &self,
         request: Request<GetWorkItemsRequest>,
-    ) -> Result<Response<Self::GetWorkItemsStream>, Status> {
-        Ok(Response::new(worker::open_stream(self, request.into_inner()).await))
+    ) -> Result<Response<WorkItemStream>, Status> {
+        Ok(Response::new(Box::pin(worker::open_stream(self, request.into_inner()).await)))
     }
 
     async fn complete_activity_task(
         &self,
         request: Request<ActivityResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        worker::complete_activity(self, request.into_inner()).await?;
+        let request = request.into_inner();
+        self.within_limit(&request)?;
+        worker::complete_activity(self, request).await?;
         Ok(Response::new(CompleteTaskResponse {}))
     }
 
@@ -249,7 +271,9 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        worker::complete_turn(self, request.into_inner()).await?;
+        let request = request.into_inner();
+        self.within_limit(&request)?;
+        worker::complete_turn(self, request).await?;
         Ok(Response::new(CompleteTaskResponse {}))
     }
 
@@ -257,7 +281,9 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        worker::complete_turn(self, request.into_inner()).await?;
+        let request = request.into_inner();
+        self.within_limit(&request)?;
+        worker::complete_turn(self, request).await?;
         Ok(Response::new(CompleteTaskResponse {}))
     }
 
