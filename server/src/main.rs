@@ -8,10 +8,13 @@
 //! - [`timers`]: firing due durable timers.
 //! - [`grpc`]: the SDK-facing `TaskHubSidecarService`.
 
+mod admin;
+mod cli;
 mod clock;
 mod config;
 mod dispatcher;
 mod grpc;
+mod http;
 mod proposer;
 mod timers;
 
@@ -48,6 +51,10 @@ struct Cli {
 enum Command {
     /// Run a node.
     Serve(ServeArgs),
+    /// Start, inspect and steer workflows on a running node.
+    Workflow(cli::WorkflowArgs),
+    /// Inspect the cluster.
+    Cluster(cli::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +66,8 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(serve(settings))
         }
+        Command::Workflow(args) => std::process::exit(cli::run_workflow(args)),
+        Command::Cluster(args) => std::process::exit(cli::run_cluster(args)),
     }
 }
 
@@ -101,6 +110,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         next_worker_id: Arc::new(AtomicU64::new(0)),
         max_message_bytes: settings.max_message_bytes,
     };
+    let http_state = http::HttpState {
+        sidecar: sidecar.clone(),
+        node: node.clone(),
+        render_metrics: Arc::new(String::new),
+        max_body_bytes: settings.max_message_bytes,
+    };
+    let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+    let http_local = http_listener.local_addr()?;
+    let http_task = tokio::spawn(http::serve(http_listener, http_state, shutdown_rx.clone()));
+    let admin = endure_proto::endure::internal::admin_server::AdminServer::new(admin::AdminService { node: node.clone() });
     let service = TaskHubSidecarServiceServer::new(sidecar)
         .max_decoding_message_size(settings.max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
         .max_encoding_message_size(usize::MAX);
@@ -108,7 +129,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
     let local = listener.local_addr()?;
-    info!(grpc = %local, http_reserved = %settings.http_addr, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
+    info!(grpc = %local, http = %http_local, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let mut shutdown_signal = shutdown_rx.clone();
     tokio::spawn(async move {
@@ -119,6 +140,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut forced = shutdown_rx.clone();
     let server = tonic::transport::Server::builder()
         .add_service(service)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown_signal.changed().await;
         });
@@ -130,6 +152,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = dispatcher_task.await;
     let _ = timer_task.await;
+    match http_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
+        Err(e) => tracing::warn!(error = %e, "HTTP server panicked"),
+        Ok(Ok(())) => {}
+    }
     node.raft.shutdown().await.ok();
     info!("stopped");
     Ok(())

@@ -63,7 +63,48 @@ fn require(value: &str, what: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// Whether starting an instance waits for its first turn.
+pub enum StartWait {
+    /// As Dapr's gRPC API: until the instance leaves PENDING (or the deadline passes).
+    UntilRunning(Option<tokio::time::Instant>),
+    /// As Dapr's HTTP API: return once the start is committed.
+    No,
+}
+
 impl Sidecar {
+    /// Starts an instance (a generated ID if none is given). With a scheduled start in the
+    /// future the call never waits.
+    pub async fn start(&self, request: CreateInstanceRequest, wait: StartWait) -> Result<CreateInstanceResponse, Status> {
+        self.within_limit(&request)?;
+        require(&request.name, "name")?;
+        let instance_id = if request.instance_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            request.instance_id.clone()
+        };
+        require(&instance_id, "instanceId")?;
+        let now = self.proposer.next_time();
+        let scheduled = request
+            .scheduled_start_timestamp
+            .filter(|at| endure_engine::time::after(at, &now));
+        let start = StartInstance {
+            instance_id: instance_id.clone(),
+            name: request.name,
+            input: request.input,
+            version: request.version.filter(|v| !v.is_empty()),
+            scheduled_start: scheduled,
+            tags: request.tags,
+            enforce_unique: request.enforce_unique_instance_id,
+            router: request.router,
+            parent_trace_context: request.parent_trace_context,
+        };
+        check(self.proposer.propose(Kind::StartInstance(start)).await)?;
+        if let (StartWait::UntilRunning(deadline), None) = (wait, scheduled) {
+            wait::until(self, &instance_id, deadline, query::has_started).await?;
+        }
+        Ok(CreateInstanceResponse { instance_id })
+    }
+
     /// Refuses a request over the configured size (the transport's own cap is higher, so
     /// that this check, with its clear status, is the one clients meet).
     pub fn within_limit(&self, message: &impl prost::Message) -> Result<(), Status> {
@@ -111,36 +152,8 @@ impl TaskHubSidecarService for Sidecar {
         request: Request<CreateInstanceRequest>,
     ) -> Result<Response<CreateInstanceResponse>, Status> {
         let deadline = wait::deadline(&request);
-        let request = request.into_inner();
-        self.within_limit(&request)?;
-        require(&request.name, "name")?;
-        let instance_id = if request.instance_id.is_empty() {
-            uuid::Uuid::new_v4().simple().to_string()
-        } else {
-            request.instance_id.clone()
-        };
-        require(&instance_id, "instanceId")?;
-        let now = self.proposer.next_time();
-        let scheduled = request
-            .scheduled_start_timestamp
-            .filter(|at| endure_engine::time::after(at, &now));
-        let start = StartInstance {
-            instance_id: instance_id.clone(),
-            name: request.name,
-            input: request.input,
-            version: request.version.filter(|v| !v.is_empty()),
-            scheduled_start: scheduled,
-            tags: request.tags,
-            enforce_unique: request.enforce_unique_instance_id,
-            router: request.router,
-            parent_trace_context: request.parent_trace_context,
-        };
-        check(self.proposer.propose(Kind::StartInstance(start)).await)?;
-        if scheduled.is_none() {
-            // As Dapr: the call returns once the first turn ran (the instance left PENDING).
-            wait::until(self, &instance_id, deadline, query::has_started).await?;
-        }
-        Ok(Response::new(CreateInstanceResponse { instance_id }))
+        let started = self.start(request.into_inner(), StartWait::UntilRunning(deadline)).await?;
+        Ok(Response::new(started))
     }
 
     async fn get_instance(
