@@ -24,6 +24,14 @@ pub enum Effect {
     ActivityScheduled { instance_id: String, task_id: i32 },
     /// A durable timer was armed for this time.
     TimerArmed { fire_at: Timestamp },
+    /// The instance's status changed (`None`: it did not exist / no longer exists).
+    /// Feeds the lifecycle metrics.
+    StatusChanged {
+        instance_id: String,
+        name: String,
+        from: Option<i32>,
+        to: Option<i32>,
+    },
 }
 
 /// Why a command changed nothing.

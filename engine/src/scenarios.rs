@@ -389,3 +389,23 @@ fn failed_activity_is_recorded_as_task_failed() {
     let turn = h.next_turn("wf").unwrap();
     assert!(render(&turn.request.new_events).contains("TaskFailed #1"));
 }
+
+#[test]
+fn status_transitions_are_reported_as_effects() {
+    let mut h = Harness::new();
+    let started = h.run(Kind::StartInstance(StartInstance { instance_id: "wf".into(), name: "W".into(), ..Default::default() }));
+    let pending = OrchestrationStatus::Pending as i32;
+    assert!(started.effects.contains(&Effect::StatusChanged {
+        instance_id: "wf".into(),
+        name: "W".into(),
+        from: None,
+        to: Some(pending),
+    }));
+    let turn = h.next_turn("wf").unwrap();
+    let response = OrchestratorResponse { instance_id: "wf".into(), ..Default::default() };
+    let applied = h.run(Kind::CompleteTurn(dispatch::complete_turn(&turn, response)));
+    let transitions: Vec<_> = applied.effects.iter().filter(|e| matches!(e, Effect::StatusChanged { .. })).collect();
+    assert_eq!(transitions.len(), 1, "{transitions:?}");
+    assert!(matches!(transitions[0], Effect::StatusChanged { from: Some(f), to: Some(t), .. }
+        if *f == pending && *t == OrchestrationStatus::Running as i32));
+}

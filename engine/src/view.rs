@@ -98,6 +98,7 @@ impl<'a> Tx<'a> {
     }
 
     pub fn put_instance(&mut self, record: &InstanceRecord) {
+        self.status_change(&record.instance_id, &record.name, Some(record.status));
         self.instances
             .insert(record.instance_id.clone(), Some(record.clone()));
         self.writes.push(Write::PutInstance(record.clone()));
@@ -106,11 +107,29 @@ impl<'a> Tx<'a> {
         });
     }
 
+    /// Records a status transition as an effect, if the status changes.
+    fn status_change(&mut self, instance_id: &str, name: &str, to: Option<i32>) {
+        let from = match self.instances.get(instance_id) {
+            Some(cached) => cached.as_ref().map(|r| r.status),
+            // A failed read here is reported by the apply's own reads of the same row.
+            None => self.view.instance(instance_id).ok().flatten().map(|r| r.status),
+        };
+        if from != to {
+            self.effect(Effect::StatusChanged {
+                instance_id: instance_id.to_string(),
+                name: name.to_string(),
+                from,
+                to,
+            });
+        }
+    }
+
     /// Deletes the record and every row that belongs to the instance.
     pub fn delete_instance(&mut self, record: &InstanceRecord) -> Result<(), Error> {
         let id = record.instance_id.clone();
         self.clear_run(record)?;
         self.clear_inbox(&id)?;
+        self.status_change(&id, &record.name, None);
         self.instances.insert(id.clone(), None);
         self.writes.push(Write::DeleteInstance(id.clone()));
         self.effect(Effect::InstanceChanged { instance_id: id });

@@ -137,7 +137,9 @@ impl LogStore {
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
+        let started = std::time::Instant::now();
         self.db.write_opt(batch, &options)?;
+        metrics::histogram!("endure_raft_append_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 

@@ -129,6 +129,8 @@ impl<S: Store> StateMachine<S> {
                 self.advance_leader_time(leader_time);
             }
         }
+        let appended = writes.iter().filter(|w| matches!(w, endure_engine::Write::PutHistory { .. })).count();
+        metrics::counter!("endure_history_events_appended_total").increment(appended as u64);
         let meta_bytes = serde_json::to_vec(&self.meta).map_err(io_error)?;
         self.store.commit(&writes, &meta_bytes).map_err(io_error)?;
         if !effects.is_empty() {

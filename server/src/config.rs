@@ -40,6 +40,18 @@ pub struct ServeArgs {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "ENDURE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// Log format: `text` (human-readable) or `json` (one object per line).
+    #[arg(long, env = "ENDURE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The same settings as a TOML file holds them.
@@ -52,6 +64,7 @@ struct FileSettings {
     node_id: Option<u64>,
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
+    log_format: Option<LogFormat>,
 }
 
 /// Resolved settings.
@@ -63,6 +76,7 @@ pub struct Settings {
     pub node_id: u64,
     pub log_level: String,
     pub max_message_bytes: usize,
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -81,6 +95,7 @@ impl Settings {
                 .max_message_bytes
                 .or(file.max_message_bytes)
                 .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         };
         if settings.node_id == 0 {
             bail!("--node-id must be at least 1");

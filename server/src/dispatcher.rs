@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use endure_engine::dispatch::{self, Turn};
 use endure_engine::records::{CompleteActivity, CompleteTurn};
@@ -93,6 +93,7 @@ impl Handle {
 
 struct InFlightTurn {
     token: String,
+    sent_at: Instant,
     turn: Turn,
     worker_id: u64,
     /// The answer is being proposed; the turn is not sent again meanwhile.
@@ -100,6 +101,7 @@ struct InFlightTurn {
 }
 
 struct InFlightActivity {
+    sent_at: Instant,
     instance_id: String,
     task_id: i32,
     execution_id: String,
@@ -167,8 +169,17 @@ impl Dispatcher {
                 },
                 _ = retry.tick() => self.retry_waiting(),
             }
+            self.publish_gauges();
         }
         info!("dispatcher stopped");
+    }
+
+    fn publish_gauges(&self) {
+        metrics::gauge!("endure_workers_connected").set(self.workers.len() as f64);
+        metrics::gauge!("endure_work_items_queued", "kind" => "turn").set(self.waiting_turns.len() as f64);
+        metrics::gauge!("endure_work_items_queued", "kind" => "activity").set(self.waiting_activities.len() as f64);
+        metrics::gauge!("endure_work_items_in_flight", "kind" => "turn").set(self.turns.len() as f64);
+        metrics::gauge!("endure_work_items_in_flight", "kind" => "activity").set(self.activities.len() as f64);
     }
 
     fn handle(&mut self, message: Message) {
@@ -188,7 +199,9 @@ impl Dispatcher {
                     .get(&instance_id)
                     .is_some_and(|t| t.completing && (token.is_empty() || t.token == token))
                 {
-                    self.turns.remove(&instance_id);
+                    if let Some(done) = self.turns.remove(&instance_id) {
+                        metrics::histogram!("endure_turn_duration_seconds").record(done.sent_at.elapsed().as_secs_f64());
+                    }
                 }
                 self.consider_turn(&instance_id);
             }
@@ -197,7 +210,9 @@ impl Dispatcher {
             }
             Message::ActivityDone { instance_id, task_id } => {
                 if let Some(token) = self.activity_tokens.remove(&(instance_id, task_id)) {
-                    self.activities.remove(&token);
+                    if let Some(done) = self.activities.remove(&token) {
+                        metrics::histogram!("endure_activity_duration_seconds").record(done.sent_at.elapsed().as_secs_f64());
+                    }
                 }
             }
         }
@@ -210,7 +225,7 @@ impl Dispatcher {
                 Effect::ActivityScheduled { instance_id, task_id } => {
                     self.send_activity(instance_id, *task_id)
                 }
-                Effect::TimerArmed { .. } => {}
+                Effect::TimerArmed { .. } | Effect::StatusChanged { .. } => {}
             }
         }
     }
@@ -252,6 +267,7 @@ impl Dispatcher {
         if self.turns.contains_key(instance_id) {
             return;
         }
+        let _span = tracing::debug_span!("turn", instance_id).entered();
         self.waiting_turns.remove(instance_id);
         let record = match self.store.instance(instance_id) {
             Ok(Some(record)) if dispatch::is_ready(&record) => record,
@@ -271,7 +287,7 @@ impl Dispatcher {
         match self.send(item) {
             Some(worker_id) => {
                 debug!(instance_id, worker_id, events = turn.request.new_events.len(), "turn dispatched");
-                let in_flight = InFlightTurn { token, turn, worker_id, completing: false };
+                let in_flight = InFlightTurn { token, sent_at: Instant::now(), turn, worker_id, completing: false };
                 self.turns.insert(instance_id.to_string(), in_flight);
             }
             None => {
@@ -282,6 +298,7 @@ impl Dispatcher {
 
     /// Sends a pending activity unless it is already in flight.
     fn send_activity(&mut self, instance_id: &str, task_id: i32) {
+        let _span = tracing::debug_span!("activity", instance_id, task_id).entered();
         let key = (instance_id.to_string(), task_id);
         if self.activity_tokens.contains_key(&key) {
             return;
@@ -300,7 +317,9 @@ impl Dispatcher {
         };
         match self.send(item) {
             Some(worker_id) => {
+                debug!(worker_id, "activity dispatched");
                 let in_flight = InFlightActivity {
+                    sent_at: Instant::now(),
                     instance_id: instance_id.to_string(),
                     task_id,
                     execution_id: activity.execution_id,

@@ -16,6 +16,7 @@ mod dispatcher;
 mod grpc;
 mod http;
 mod proposer;
+mod telemetry;
 mod timers;
 
 use std::sync::atomic::AtomicU64;
@@ -62,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = Settings::resolve(args)?;
-            init_logging(&settings.log_level);
+            init_logging(&settings.log_level, settings.log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(serve(settings))
         }
@@ -71,13 +72,18 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let metrics_handle = telemetry::install()?;
     let options = NodeOptions { node_id: settings.node_id, raft_addr: settings.grpc_addr.to_string() };
     let node = node::start(&settings.data_dir, options).await?;
     node.raft
@@ -90,6 +96,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     proposer.linearizable().await.context("cannot catch up with the log")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let telemetry_task = tokio::spawn(telemetry::run(node.clone(), metrics_handle.clone(), shutdown_rx.clone()));
     let (dispatcher, dispatcher_handle) =
         dispatcher::Dispatcher::new(node.store.clone(), clock.clone(), node.shared.subscribe());
     let dispatcher_task = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
@@ -113,7 +120,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http_state = http::HttpState {
         sidecar: sidecar.clone(),
         node: node.clone(),
-        render_metrics: Arc::new(String::new),
+        render_metrics: Arc::new(move || metrics_handle.render()),
         max_body_bytes: settings.max_message_bytes,
     };
     let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
@@ -139,6 +146,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let mut forced = shutdown_rx.clone();
     let server = tonic::transport::Server::builder()
+        .layer(grpc::metrics_layer::GrpcMetricsLayer)
         .add_service(service)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async move {
@@ -152,6 +160,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = dispatcher_task.await;
     let _ = timer_task.await;
+    let _ = telemetry_task.await;
     match http_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
         Err(e) => tracing::warn!(error = %e, "HTTP server panicked"),

@@ -60,6 +60,10 @@ impl TimerService {
         };
         if !due.is_empty() {
             debug!(count = due.len(), "firing timers");
+            for timer in &due {
+                let late = until(&timer.fire_at.unwrap_or_default(), &now);
+                metrics::histogram!("endure_timer_lateness_seconds").record(late.as_secs_f64());
+            }
             let fire = Kind::FireTimers(FireTimers { timers: due });
             return match self.proposer.propose(fire).await {
                 Ok(_) => Duration::ZERO,

@@ -40,6 +40,8 @@ pub trait Store: StateView + Send + Sync + 'static {
     fn list_instances(&self, after: Option<&str>, limit: usize) -> Result<Vec<InstanceRecord>, Error>;
     /// Every scheduled activity without a result (re-dispatched after a restart).
     fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error>;
+    /// About how many timers are armed (cheap; for metrics).
+    fn estimate_timers(&self) -> Result<Option<u64>, Error>;
     /// The whole state machine as bytes, from one consistent point in time.
     fn export(&self) -> Result<Vec<u8>, Error>;
     /// Replaces the whole state machine with an export.

@@ -114,6 +114,10 @@ impl Store for MemoryStore {
         }))
     }
 
+    fn estimate_timers(&self) -> Result<Option<u64>, Error> {
+        Ok(Some(self.with(|inner| inner.tables.timers.len() as u64)))
+    }
+
     fn export(&self) -> Result<Vec<u8>, Error> {
         Ok(self.with(|inner| dump_tables(&inner.tables, inner.applied_meta.as_deref())).encode_to_vec())
     }

@@ -259,6 +259,10 @@ impl Store for RocksStore {
         Ok(activities)
     }
 
+    fn estimate_timers(&self) -> Result<Option<u64>, Error> {
+        Ok(self.db.property_int_value_cf(self.cf(TIMERS), "rocksdb.estimate-num-keys")?)
+    }
+
     fn export(&self) -> Result<Vec<u8>, Error> {
         let snapshot = self.db.snapshot();
         let mut dump = crate::memory::Dump::default();

@@ -1,9 +1,11 @@
 //! The SDK-facing gRPC service, `TaskHubSidecarService`, as the Dapr SDKs call it.
 //!
+//! - [`metrics_layer`]: request counts and latency per method.
 //! - [`status`]: mapping errors to gRPC statuses (one place).
 //! - [`wait`]: long polls with the client's deadline.
 //! - [`worker`]: the `GetWorkItems` stream and the completion RPCs.
 
+pub mod metrics_layer;
 pub mod status;
 pub mod wait;
 pub mod worker;

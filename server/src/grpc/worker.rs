@@ -47,17 +47,17 @@ pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> Wo
 }
 
 /// Records a worker's answer to a turn.
+#[tracing::instrument(level = "debug", skip_all, fields(instance_id = %response.instance_id))]
 pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let token = response.completion_token.clone();
-    let command = sidecar
-        .dispatcher
-        .resolve_turn(response)
-        .await
-        .map_err(Status::not_found)?;
+    let command = sidecar.dispatcher.resolve_turn(response).await.map_err(|reason| stale("turn", reason))?;
     let result = sidecar.proposer.propose(Kind::CompleteTurn(command)).await;
     sidecar.dispatcher.turn_done(instance_id.clone(), token).await;
     if let Err(status) = check(result) {
+        if status.code() == tonic::Code::NotFound {
+            metrics::counter!("endure_stale_completions_total", "kind" => "turn").increment(1);
+        }
         debug!(instance_id, error = %status.message(), "turn completion refused");
         return Err(status);
     }
@@ -65,6 +65,7 @@ pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) ->
 }
 
 /// Records an activity's result.
+#[tracing::instrument(level = "debug", skip_all, fields(instance_id = %response.instance_id, task_id = response.task_id))]
 pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let task_id = response.task_id;
@@ -72,8 +73,19 @@ pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) ->
         .dispatcher
         .resolve_activity(response)
         .await
-        .map_err(Status::not_found)?;
+        .map_err(|reason| stale("activity", reason))?;
     let result = sidecar.proposer.propose(Kind::CompleteActivity(command)).await;
     sidecar.dispatcher.activity_done(instance_id, task_id).await;
-    check(result).map(|_| ())
+    check(result).map(|_| ()).inspect_err(|status| {
+        if status.code() == tonic::Code::NotFound {
+            metrics::counter!("endure_stale_completions_total", "kind" => "activity").increment(1);
+        }
+    })
+}
+
+/// An answer that matches nothing in flight: counted, and refused with the text the SDKs
+/// recognise as benign.
+fn stale(kind: &'static str, reason: String) -> Status {
+    metrics::counter!("endure_stale_completions_total", "kind" => kind).increment(1);
+    Status::not_found(reason)
 }
