@@ -137,7 +137,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
     let local = listener.local_addr()?;
     info!(grpc = %local, http = %http_local, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms a step).
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |stream| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
     let mut shutdown_signal = shutdown_rx.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
