@@ -8,7 +8,7 @@
 //! - [`codec`]: byte formats of stored log entries, log keys and Raft metadata.
 //! - [`state_machine`]: applies committed commands through the engine into the store.
 //! - [`node`]: opening a data directory and starting Raft on it.
-//! - [`network`]: the network between nodes (single voter: never used).
+//! - [`network`]: openraft RPCs to peers over tonic; [`rpc`]: serving them.
 //! - [`error`]: the crate's [`Error`].
 
 pub mod codec;
@@ -16,6 +16,7 @@ pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod rpc;
 pub mod state_machine;
 pub mod types;
 

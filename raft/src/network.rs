@@ -1,70 +1,141 @@
-//! The network between Raft nodes. With one voter nothing is ever sent: openraft never
-//! builds a client to the node itself. Every call answers "unreachable" so a misconfigured
-//! peer shows up as an error, never as a silent success. (The three-node network over
-//! tonic replaces this.)
+//! The network between Raft nodes: openraft's RPCs over tonic, to each peer's internal
+//! (`--raft-addr`) port. Log entries travel in their stored encoding ([`crate::codec`]);
+//! everything else is JSON of openraft's serde types.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::time::Duration;
+
+use endure_proto::endure::internal::raft_service_client::RaftServiceClient;
+use endure_proto::endure::internal::RaftMessage;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
 
-use crate::types::{NodeId, TypeConfig};
+use crate::codec;
+use crate::types::{LogId, NodeId, SnapshotMeta, TypeConfig, Vote};
+
+/// How long connecting to a peer may take before the RPC counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// AppendEntries without its entries (they travel as stored bytes).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AppendMeta {
+    pub vote: Vote,
+    pub prev_log_id: Option<LogId>,
+    pub leader_commit: Option<LogId>,
+}
+
+/// InstallSnapshot without its chunk bytes.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotChunkMeta {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+    pub done: bool,
+}
 
 /// Builds connections to peers.
 #[derive(Clone, Default)]
 pub struct Network;
 
-/// A connection to one peer.
+/// A lazily connected channel to one peer; tonic reconnects it after failures.
 pub struct Connection {
     target: NodeId,
+    client: Result<RaftServiceClient<Channel>, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        Connection { target }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        let client = Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|endpoint| {
+                let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+                RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX)
+            })
+            .map_err(|e| format!("bad address {} of node {target}: {e}", node.addr));
+        Connection { target, client }
     }
 }
 
+fn unreachable<E: std::error::Error>(reason: impl std::fmt::Display) -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(reason.to_string())))
+}
+
+fn network_error<E: std::error::Error>(reason: impl std::fmt::Display) -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(reason.to_string())))
+}
+
 impl Connection {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
-        let error = std::io::Error::other(format!(
-            "node {} is not reachable: this build runs a single voter",
-            self.target
-        ));
-        RPCError::Unreachable(Unreachable::new(&error))
+    /// Sends one message and decodes the remote `Result<Response, RaftError<E>>`.
+    async fn call<Resp, E>(
+        &mut self,
+        message: RaftMessage,
+        option: &RPCOption,
+        send: impl AsyncFnOnce(&mut RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status>,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let target = self.target;
+        let client = self.client.as_mut().map_err(|e| unreachable(e.clone()))?;
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(option.hard_ttl());
+        let reply = match send(client, request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(unreachable(format!("node {target}: {}", status.message())))
+            }
+            Err(status) => return Err(network_error(format!("node {target}: {status}"))),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.json).map_err(|e| network_error(format!("bad reply from node {target}: {e}")))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
     }
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("openraft messages serialize to JSON")
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        let meta = AppendMeta { vote: rpc.vote, prev_log_id: rpc.prev_log_id, leader_commit: rpc.leader_commit };
+        let mut entries = Vec::with_capacity(rpc.entries.len());
+        for entry in &rpc.entries {
+            entries.push(codec::encode_entry(entry).map_err(|e| network_error(e))?);
+        }
+        let message = RaftMessage { json: json(&meta), entries, data: Vec::new() };
+        self.call(message, &option, async |client, request| client.append_entries(request).await).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+        let meta = SnapshotChunkMeta { vote: rpc.vote, meta: rpc.meta, offset: rpc.offset, done: rpc.done };
+        let message = RaftMessage { json: json(&meta), entries: Vec::new(), data: rpc.data };
+        self.call(message, &option, async |client, request| client.install_snapshot(request).await).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        let message = RaftMessage { json: json(&rpc), entries: Vec::new(), data: Vec::new() };
+        self.call(message, &option, async |client, request| client.vote(request).await).await
     }
 }

@@ -1,5 +1,5 @@
 //! Starting a Raft node on a data directory: open RocksDB, the log store and the state
-//! machine, start openraft, and form the (single-voter) cluster on first start only.
+//! machine, start openraft, and form the cluster on first start only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,8 +20,11 @@ pub const SNAPSHOT_EVERY_LOG_ENTRIES: u64 = 20_000;
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
     pub node_id: NodeId,
-    /// Address other nodes reach this one at (recorded in the membership).
+    /// Address other nodes reach this one's internal service at (kept in the membership).
     pub raft_addr: String,
+    /// The initial voters with their internal addresses (this node included). Empty: a
+    /// single-voter cluster of this node alone.
+    pub peers: BTreeMap<NodeId, String>,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -41,8 +44,10 @@ pub enum StartError {
     Raft(String),
 }
 
-/// Opens the data directory and starts Raft. Initializes the single-voter membership only
-/// when the log is empty, so a restart never re-initializes or forks the cluster.
+/// Opens the data directory and starts Raft. Initializes the membership (the peers, or
+/// this node alone) only when this node has never been part of a cluster, so a restart
+/// never re-initializes or forks it. Every peer may initialize with the same voters:
+/// openraft accepts the same initial membership from all of them.
 pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartError> {
     let open_error = |reason: String| StartError::Open {
         path: data_dir.display().to_string(),
@@ -73,11 +78,19 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     if !initialized {
-        let mut members = BTreeMap::new();
-        members.insert(options.node_id, BasicNode { addr: options.raft_addr.clone() });
-        raft.initialize(members)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
+            BTreeMap::from([(options.node_id, BasicNode { addr: options.raft_addr.clone() })])
+        } else {
+            options.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect()
+        };
+        if !members.contains_key(&options.node_id) {
+            return Err(StartError::Raft(format!(
+                "node {} is not among the peers {:?}",
+                options.node_id,
+                members.keys().collect::<Vec<_>>()
+            )));
+        }
+        raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
     }
     Ok(Node {
         raft,

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct AdminService {
     pub node: Node,
+    pub sidecar: crate::grpc::Sidecar,
 }
 
 /// This node's Raft metrics as a [`ClusterStatus`].
@@ -65,5 +66,16 @@ fn committed_index(
 impl Admin for AdminService {
     async fn cluster_status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
         Ok(Response::new(cluster_status(&self.node)))
+    }
+
+    async fn start_instance_no_wait(
+        &self,
+        request: Request<endure_proto::CreateInstanceRequest>,
+    ) -> Result<Response<endure_proto::CreateInstanceResponse>, Status> {
+        if self.sidecar.forward.leader_for(&request)?.is_some() {
+            return Err(Status::unavailable("this node is not the leader; retry"));
+        }
+        let started = self.sidecar.start(request.into_inner(), crate::grpc::StartWait::No).await?;
+        Ok(Response::new(started))
     }
 }

@@ -1,6 +1,7 @@
 //! Settings of `endure serve`: command-line flags, `ENDURE_*` environment variables and an
 //! optional TOML file (`--config`), in that order of precedence, then the defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50001";
 /// Default HTTP address: Dapr's default HTTP port.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:3500";
 pub const DEFAULT_DATA_DIR: &str = "./endure-data";
+/// Default internal (Raft) address.
+pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:50101";
 /// Largest gRPC message accepted, in bytes (the gRPC default the SDKs also use).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -31,9 +34,16 @@ pub struct ServeArgs {
     /// Address of the HTTP API (reserved: the workflow HTTP API is not served yet).
     #[arg(long, env = "ENDURE_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// This node's Raft ID.
+    /// This node's Raft ID (never reuse one).
     #[arg(long, env = "ENDURE_NODE_ID")]
     pub node_id: Option<u64>,
+    /// Address of this node's internal service (Raft, forwarding) that peers connect to.
+    #[arg(long, env = "ENDURE_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// An initial voter as `ID=HOST:PORT` (its raft address); repeat for every voter,
+    /// this node included. Without peers the node forms a cluster of its own.
+    #[arg(long = "peer", env = "ENDURE_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
     /// Log filter (`info`, `debug`, `endure=debug,openraft=warn`, ...); RUST_LOG wins.
     #[arg(long, env = "ENDURE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -62,6 +72,9 @@ struct FileSettings {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     node_id: Option<u64>,
+    raft_addr: Option<SocketAddr>,
+    #[serde(default)]
+    peers: Vec<String>,
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
@@ -74,6 +87,8 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub node_id: u64,
+    pub raft_addr: SocketAddr,
+    pub peers: BTreeMap<u64, String>,
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
@@ -90,6 +105,8 @@ impl Settings {
             grpc_addr: args.grpc_addr.or(file.grpc_addr).unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().unwrap()),
             http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().unwrap()),
             node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            raft_addr: args.raft_addr.or(file.raft_addr).unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().unwrap()),
+            peers: parse_peers(if args.peers.is_empty() { &file.peers } else { &args.peers })?,
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             max_message_bytes: args
                 .max_message_bytes
@@ -100,11 +117,36 @@ impl Settings {
         if settings.node_id == 0 {
             bail!("--node-id must be at least 1");
         }
+        if !settings.peers.is_empty() && !settings.peers.contains_key(&settings.node_id) {
+            bail!("--peer must list this node ({}) too", settings.node_id);
+        }
         if settings.max_message_bytes < 1024 {
             bail!("--max-message-bytes must be at least 1024");
         }
         Ok(settings)
     }
+}
+
+/// Parses `ID=HOST:PORT` peers; IDs are unique and at least 1.
+fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut parsed = BTreeMap::new();
+    for peer in peers {
+        let Some((id, addr)) = peer.split_once('=') else {
+            bail!("--peer {peer:?} is not ID=HOST:PORT");
+        };
+        let id: u64 = id.trim().parse().with_context(|| format!("--peer {peer:?}: the ID is not a number"))?;
+        if id == 0 {
+            bail!("--peer {peer:?}: node IDs start at 1");
+        }
+        let addr = addr.trim();
+        if addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            bail!("--peer {peer:?}: the address needs a port");
+        }
+        if parsed.insert(id, addr.to_string()).is_some() {
+            bail!("--peer lists node {id} twice");
+        }
+    }
+    Ok(parsed)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -131,6 +173,18 @@ mod tests {
         assert_eq!(settings.node_id, 3);
         assert_eq!(settings.grpc_addr, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(settings.http_addr, DEFAULT_HTTP_ADDR.parse().unwrap());
+    }
+
+    #[test]
+    fn peers_are_parsed_and_checked() {
+        let ok = parse_peers(&["1=10.0.0.1:7000".into(), "2=node-2:7000".into()]).unwrap();
+        assert_eq!(ok[&2], "node-2:7000");
+        for bad in ["x=1:2", "1", "0=a:1", "1=host"] {
+            assert!(parse_peers(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        assert!(parse_peers(&["1=a:1".into(), "1=b:1".into()]).is_err());
+        let missing = Settings::resolve(ServeArgs { node_id: Some(3), peers: vec!["1=a:1".into()], ..ServeArgs::default() });
+        assert!(missing.is_err());
     }
 
     #[test]

@@ -13,8 +13,10 @@ mod cli;
 mod clock;
 mod config;
 mod dispatcher;
+mod forward;
 mod grpc;
 mod http;
+mod leadership;
 mod proposer;
 mod telemetry;
 mod timers;
@@ -25,6 +27,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use endure_proto::endure::internal::admin_server::AdminServer;
+use endure_proto::endure::internal::raft_service_server::RaftServiceServer;
 use endure_proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
 use endure_raft::node::{self, NodeOptions};
 use tokio::sync::watch;
@@ -33,7 +37,7 @@ use tracing::info;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeArgs, Settings};
 
-/// How long a starting node waits to become leader of its cluster.
+/// How long a starting node waits for a leader before it serves anyway.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// The transport refuses messages this many times the configured limit (tonic answers
 /// OUT_OF_RANGE); below that, the service's own check answers RESOURCE_EXHAUSTED.
@@ -84,88 +88,57 @@ fn init_logging(level: &str, format: config::LogFormat) {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics_handle = telemetry::install()?;
-    let options = NodeOptions { node_id: settings.node_id, raft_addr: settings.grpc_addr.to_string() };
+    let options = NodeOptions {
+        node_id: settings.node_id,
+        raft_addr: settings.raft_addr.to_string(),
+        peers: settings.peers.clone(),
+    };
     let node = node::start(&settings.data_dir, options).await?;
-    node.raft
-        .wait(Some(LEADER_WAIT))
-        .current_leader(settings.node_id, "this node leads its single-voter cluster")
-        .await
-        .context("the node did not become leader")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let proposer = proposer::Proposer::new(node.clone(), clock.clone());
-    proposer.linearizable().await.context("cannot catch up with the log")?;
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let telemetry_task = tokio::spawn(telemetry::run(node.clone(), metrics_handle.clone(), shutdown_rx.clone()));
-    let (dispatcher, dispatcher_handle) =
-        dispatcher::Dispatcher::new(node.store.clone(), clock.clone(), node.shared.subscribe());
-    let dispatcher_task = tokio::spawn(dispatcher.run(shutdown_rx.clone()));
-    let timer_service = timers::TimerService {
-        store: node.store.clone(),
-        proposer: proposer.clone(),
-        clock,
-        shared: node.shared.clone(),
-    };
-    let timer_task = tokio::spawn(timer_service.run(shutdown_rx.clone()));
-
+    let slot = Arc::new(std::sync::RwLock::new(None));
+    let leadership = leadership::Leadership { node: node.clone(), proposer: proposer.clone(), clock, slot: slot.clone() };
+    let mut tasks = vec![
+        tokio::spawn(leadership.run(shutdown_rx.clone())),
+        tokio::spawn(telemetry::run(node.clone(), metrics_handle.clone(), shutdown_rx.clone())),
+    ];
     let sidecar = grpc::Sidecar {
         proposer,
         store: node.store.clone(),
         shared: node.shared.clone(),
-        dispatcher: dispatcher_handle,
+        dispatcher: slot,
+        forward: forward::Forwarder::new(node.clone()),
         shutdown: shutdown_rx.clone(),
         next_worker_id: Arc::new(AtomicU64::new(0)),
         max_message_bytes: settings.max_message_bytes,
     };
+    wait_for_leader(&node, &sidecar).await;
     let http_state = http::HttpState {
         sidecar: sidecar.clone(),
         node: node.clone(),
         render_metrics: Arc::new(move || metrics_handle.render()),
         max_body_bytes: settings.max_message_bytes,
     };
-    let http_listener = tokio::net::TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+    let http_listener = bind(settings.http_addr).await?;
     let http_local = http_listener.local_addr()?;
     let http_task = tokio::spawn(http::serve(http_listener, http_state, shutdown_rx.clone()));
-    let admin = endure_proto::endure::internal::admin_server::AdminServer::new(admin::AdminService { node: node.clone() });
-    let service = TaskHubSidecarServiceServer::new(sidecar)
-        .max_decoding_message_size(settings.max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
-        .max_encoding_message_size(usize::MAX);
-    let listener = tokio::net::TcpListener::bind(settings.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.grpc_addr))?;
-    let local = listener.local_addr()?;
-    info!(grpc = %local, http = %http_local, data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
-    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms a step).
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |stream| {
-        stream.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    let mut shutdown_signal = shutdown_rx.clone();
+    if !settings.peers.is_empty() {
+        let internal = bind(settings.raft_addr).await?;
+        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), true, shutdown_rx.clone())));
+    }
+    let public = bind(settings.grpc_addr).await?;
+    info!(grpc = %public.local_addr()?, http = %http_local, raft = %settings.raft_addr,
+        data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
-    let mut forced = shutdown_rx.clone();
-    let server = tonic::transport::Server::builder()
-        .layer(grpc::metrics_layer::GrpcMetricsLayer)
-        .add_service(service)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown_signal.changed().await;
-        });
-    tokio::select! {
-        result = server => result.context("gRPC server failed")?,
-        _ = async { let _ = forced.changed().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("calls still open after the grace period; closing them");
-        }
+    serve_grpc(public, settings.max_message_bytes, node.clone(), sidecar.clone(), false, shutdown_rx).await;
+    for task in tasks {
+        let _ = task.await;
     }
-    let _ = dispatcher_task.await;
-    let _ = timer_task.await;
-    let _ = telemetry_task.await;
     match http_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
         Err(e) => tracing::warn!(error = %e, "HTTP server panicked"),
@@ -174,6 +147,69 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.raft.shutdown().await.ok();
     info!("stopped");
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Waits (bounded) until this node serves as leader or knows another leader, so that the
+/// first clients are not refused while an election runs. Serves anyway after the bound.
+async fn wait_for_leader(node: &endure_raft::node::Node, sidecar: &grpc::Sidecar) {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < LEADER_WAIT {
+        let leader = node.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(id) if id != node.node_id => return,
+            Some(_) if sidecar.dispatcher().is_ok() => return,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    tracing::warn!("no Raft leader after {LEADER_WAIT:?}; serving anyway (requests get UNAVAILABLE until one is elected)");
+}
+
+/// Serves gRPC on `listener` until shutdown: the SDK-facing service and Admin, plus the
+/// Raft service on the internal listener.
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    max_message_bytes: usize,
+    node: endure_raft::node::Node,
+    sidecar: grpc::Sidecar,
+    internal: bool,
+    shutdown: watch::Receiver<bool>,
+) {
+    let raft_handle = node.raft.clone();
+    let admin = AdminServer::new(admin::AdminService { node, sidecar: sidecar.clone() });
+    let service = TaskHubSidecarServiceServer::new(sidecar)
+        .max_decoding_message_size(max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
+        .max_encoding_message_size(usize::MAX);
+    let raft = internal.then(|| {
+        RaftServiceServer::new(endure_raft::rpc::RaftRpc { raft: raft_handle })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    });
+    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms a step).
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |stream| {
+        stream.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
+    let mut signal = shutdown.clone();
+    let mut forced = shutdown;
+    let server = tonic::transport::Server::builder()
+        .layer(grpc::metrics_layer::GrpcMetricsLayer)
+        .add_service(service)
+        .add_service(admin)
+        .add_optional_service(raft)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = signal.changed().await;
+        });
+    tokio::select! {
+        result = server => if let Err(e) = result { tracing::error!(error = %e, "gRPC server failed") },
+        _ = async { let _ = forced.changed().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("calls still open after the grace period; closing them");
+        }
+    }
 }
 
 async fn wait_for_signal() {

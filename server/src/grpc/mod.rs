@@ -44,7 +44,10 @@ pub struct Sidecar {
     pub proposer: Proposer,
     pub store: Arc<RocksStore>,
     pub shared: Arc<Shared>,
-    pub dispatcher: dispatcher::Handle,
+    /// The dispatcher, while this node leads (it runs on the leader only).
+    pub dispatcher: Arc<std::sync::RwLock<Option<dispatcher::Handle>>>,
+    /// Finds the leader when this node is not it.
+    pub forward: crate::forward::Forwarder,
     pub next_worker_id: Arc<AtomicU64>,
     /// Largest request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
@@ -73,11 +76,42 @@ pub enum StartWait {
     No,
 }
 
+/// Serves the call on the leader: returns the leader's answer when this node is not it.
+macro_rules! forward {
+    ($self:ident, $method:ident, $request:ident) => {
+        if let Some(mut leader) = $self.forward.leader_for(&$request)? {
+            return leader.taskhub.$method(crate::forward::forwarded($request)).await;
+        }
+    };
+}
+
 impl Sidecar {
+    /// The dispatcher, or UNAVAILABLE while this node is not (yet) a serving leader.
+    pub fn dispatcher(&self) -> Result<dispatcher::Handle, Status> {
+        self.dispatcher
+            .read()
+            .expect("lock poisoned")
+            .clone()
+            .ok_or_else(|| Status::unavailable("this node is not serving as leader right now; retry"))
+    }
+
     /// Starts an instance (a generated ID if none is given). With a scheduled start in the
     /// future the call never waits.
     pub async fn start(&self, request: CreateInstanceRequest, wait: StartWait) -> Result<CreateInstanceResponse, Status> {
         self.within_limit(&request)?;
+        if let Some(mut leader) = self.forward.leader()? {
+            let forwarded = match wait {
+                StartWait::UntilRunning(deadline) => {
+                    let mut forwarded = crate::forward::forwarded(Request::new(request));
+                    if let Some(deadline) = deadline {
+                        forwarded.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    }
+                    leader.taskhub.start_instance(forwarded).await
+                }
+                StartWait::No => leader.admin.start_instance_no_wait(crate::forward::forwarded(Request::new(request))).await,
+            };
+            return forwarded.map(Response::into_inner);
+        }
         require(&request.name, "name")?;
         let instance_id = if request.instance_id.is_empty() {
             uuid::Uuid::new_v4().simple().to_string()
@@ -162,6 +196,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<GetInstanceRequest>,
     ) -> Result<Response<GetInstanceResponse>, Status> {
+        forward!(self, get_instance, request);
         let request = request.into_inner();
         require(&request.instance_id, "instanceId")?;
         let response = match self.read_instance(&request.instance_id).await? {
@@ -178,6 +213,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<GetInstanceRequest>,
     ) -> Result<Response<GetInstanceResponse>, Status> {
+        forward!(self, wait_for_instance_start, request);
         let deadline = wait::deadline(&request);
         let id = request.into_inner().instance_id;
         Ok(Response::new(self.wait_for(&id, deadline, query::has_started).await?))
@@ -187,6 +223,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<GetInstanceRequest>,
     ) -> Result<Response<GetInstanceResponse>, Status> {
+        forward!(self, wait_for_instance_completion, request);
         let deadline = wait::deadline(&request);
         let id = request.into_inner().instance_id;
         Ok(Response::new(self.wait_for(&id, deadline, query::has_completed).await?))
@@ -196,6 +233,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<RaiseEventRequest>,
     ) -> Result<Response<RaiseEventResponse>, Status> {
+        forward!(self, raise_event, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
@@ -209,6 +247,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<TerminateRequest>,
     ) -> Result<Response<TerminateResponse>, Status> {
+        forward!(self, terminate_instance, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
@@ -226,6 +265,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<SuspendRequest>,
     ) -> Result<Response<SuspendResponse>, Status> {
+        forward!(self, suspend_instance, request);
         let request = request.into_inner();
         require(&request.instance_id, "instanceId")?;
         let suspend = Suspend { instance_id: request.instance_id, reason: request.reason };
@@ -237,6 +277,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<ResumeRequest>,
     ) -> Result<Response<ResumeResponse>, Status> {
+        forward!(self, resume_instance, request);
         let request = request.into_inner();
         require(&request.instance_id, "instanceId")?;
         let resume = Resume { instance_id: request.instance_id, reason: request.reason };
@@ -248,6 +289,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<PurgeInstancesRequest>,
     ) -> Result<Response<PurgeInstancesResponse>, Status> {
+        forward!(self, purge_instances, request);
         let request = request.into_inner();
         let instance_id = match request.request {
             Some(purge_instances_request::Request::InstanceId(id)) => id,
@@ -269,13 +311,20 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<GetWorkItemsRequest>,
     ) -> Result<Response<WorkItemStream>, Status> {
-        Ok(Response::new(Box::pin(worker::open_stream(self, request.into_inner()).await)))
+        if let Some(mut leader) = self.forward.leader_for(&request)? {
+            // The worker's stream on this node relays the leader's; when the leader goes,
+            // the stream ends and the worker reconnects (to this node, then a new leader).
+            let relayed = leader.taskhub.get_work_items(crate::forward::forwarded(request)).await?;
+            return Ok(Response::new(Box::pin(relayed.into_inner())));
+        }
+        Ok(Response::new(Box::pin(worker::open_stream(self, request.into_inner()).await?)))
     }
 
     async fn complete_activity_task(
         &self,
         request: Request<ActivityResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
+        forward!(self, complete_activity_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_activity(self, request).await?;
@@ -286,6 +335,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
+        forward!(self, complete_orchestrator_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_turn(self, request).await?;
@@ -296,6 +346,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
+        forward!(self, complete_workflow_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_turn(self, request).await?;
@@ -306,6 +357,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<GetInstanceHistoryRequest>,
     ) -> Result<Response<GetInstanceHistoryResponse>, Status> {
+        forward!(self, get_instance_history, request);
         let instance_id = request.into_inner().instance_id;
         require(&instance_id, "instanceId")?;
         if self.read_instance(&instance_id).await?.is_none() {
@@ -319,6 +371,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<ListInstanceIDsRequest>,
     ) -> Result<Response<ListInstanceIDsResponse>, Status> {
+        forward!(self, list_instance_i_ds, request);
         let request = request.into_inner();
         let page = match request.page_size {
             None | Some(0) => DEFAULT_PAGE_INSTANCES,

@@ -39,11 +39,12 @@ impl Drop for WorkStream {
 
 /// Registers a worker; the SDK's concurrency hints are not needed (the stream's flow
 /// control and the per-worker queue bound what a worker holds).
-pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> WorkStream {
+pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> Result<WorkStream, Status> {
     let worker_id = sidecar.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
     let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
-    sidecar.dispatcher.connect(worker_id, sender).await;
-    WorkStream { items, worker_id, dispatcher: sidecar.dispatcher.clone() }
+    let dispatcher = sidecar.dispatcher()?;
+    dispatcher.connect(worker_id, sender).await;
+    Ok(WorkStream { items, worker_id, dispatcher })
 }
 
 /// Records a worker's answer to a turn.
@@ -51,9 +52,11 @@ pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> Wo
 pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let token = response.completion_token.clone();
-    let command = sidecar.dispatcher.resolve_turn(response).await.map_err(|reason| stale("turn", reason))?;
+    let command = sidecar.dispatcher()?.resolve_turn(response).await.map_err(|reason| stale("turn", reason))?;
     let result = sidecar.proposer.propose(Kind::CompleteTurn(command)).await;
-    sidecar.dispatcher.turn_done(instance_id.clone(), token).await;
+    if let Ok(dispatcher) = sidecar.dispatcher() {
+        dispatcher.turn_done(instance_id.clone(), token).await;
+    }
     if let Err(status) = check(result) {
         if status.code() == tonic::Code::NotFound {
             metrics::counter!("endure_stale_completions_total", "kind" => "turn").increment(1);
@@ -69,13 +72,13 @@ pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) ->
 pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let task_id = response.task_id;
-    let command = sidecar
-        .dispatcher
+    let dispatcher = sidecar.dispatcher()?;
+    let command = dispatcher
         .resolve_activity(response)
         .await
         .map_err(|reason| stale("activity", reason))?;
     let result = sidecar.proposer.propose(Kind::CompleteActivity(command)).await;
-    sidecar.dispatcher.activity_done(instance_id, task_id).await;
+    dispatcher.activity_done(instance_id, task_id).await;
     check(result).map(|_| ()).inspect_err(|status| {
         if status.code() == tonic::Code::NotFound {
             metrics::counter!("endure_stale_completions_total", "kind" => "activity").increment(1);
