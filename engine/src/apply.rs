@@ -111,6 +111,8 @@ pub fn apply(view: &dyn StateView, command: &Command, meta: &EntryMeta) -> Resul
         Some(Kind::CompleteTurn(done)) => turn::apply(&mut tx, &ctx, done)?,
         Some(Kind::CompleteActivity(done)) => activity::apply(&mut tx, &ctx, done)?,
         Some(Kind::FireTimers(fire)) => timers::apply(&mut tx, &ctx, fire)?,
+        // Cluster membership bookkeeping: the Raft adapter records it; no workflow state.
+        Some(Kind::RetireNode(_)) => Outcome::OK,
         Some(Kind::Rerun(_)) => Outcome::Rejected(Rejection::new(
             RejectionCode::InvalidArgument,
             "rerunning a workflow from an event is not supported yet",

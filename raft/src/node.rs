@@ -13,8 +13,10 @@ use crate::network::Network;
 use crate::state_machine::{Shared, StateMachine};
 use crate::types::{NodeId, Raft};
 
-/// Entries between two snapshots; the log behind a snapshot is purged.
+/// Default number of entries between two snapshots; the log behind a snapshot is purged.
 pub const SNAPSHOT_EVERY_LOG_ENTRIES: u64 = 20_000;
+/// Default number of entries kept behind a snapshot.
+pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
 /// How to start a node.
 #[derive(Clone, Debug)]
@@ -25,6 +27,12 @@ pub struct NodeOptions {
     /// The initial voters with their internal addresses (this node included). Empty: a
     /// single-voter cluster of this node alone.
     pub peers: BTreeMap<NodeId, String>,
+    /// Start empty and wait to be added by `endure cluster join` (never initialize).
+    pub join: bool,
+    /// Log entries between two snapshots.
+    pub snapshot_every_logs: u64,
+    /// Log entries kept behind a snapshot, for followers that are a little behind.
+    pub logs_kept_after_snapshot: u64,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -64,8 +72,9 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         heartbeat_interval: 100,
         election_timeout_min: 300,
         election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOG_ENTRIES),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every_logs.max(1)),
+        // Never 0: a follower installing a snapshot still needs the log right behind it.
+        max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot.max(1),
         ..Config::default()
     }
     .validate()
@@ -77,7 +86,7 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    if !initialized {
+    if !initialized && !options.join {
         let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
             BTreeMap::from([(options.node_id, BasicNode { addr: options.raft_addr.clone() })])
         } else {

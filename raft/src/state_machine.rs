@@ -32,18 +32,27 @@ struct AppliedMeta {
     membership: StoredMembership,
     /// Largest leader time of any applied command (seconds, nanos).
     max_leader_time: (i64, i32),
+    /// Node IDs that left the cluster; never accepted again.
+    #[serde(default)]
+    retired: std::collections::BTreeSet<NodeId>,
 }
 
 /// State shared between the state machine and the rest of the node.
 pub struct Shared {
     effects: broadcast::Sender<Arc<Vec<Effect>>>,
     max_leader_time: Mutex<Timestamp>,
+    retired: Mutex<std::collections::BTreeSet<NodeId>>,
 }
 
 impl Shared {
     /// Listens to the effects of entries applied from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Effect>>> {
         self.effects.subscribe()
+    }
+
+    /// Whether the node ID left the cluster before (IDs are never reused).
+    pub fn is_retired(&self, node_id: NodeId) -> bool {
+        self.retired.lock().expect("lock poisoned").contains(&node_id)
     }
 
     /// The largest leader time applied so far: a proposer's clock must not go below it.
@@ -86,6 +95,7 @@ impl<S: Store> StateMachine<S> {
         let shared = Arc::new(Shared {
             effects: broadcast::channel(EFFECTS_CHANNEL_ENTRIES).0,
             max_leader_time: Mutex::new(Timestamp { seconds, nanos }),
+            retired: Mutex::new(meta.retired.clone()),
         });
         Ok(StateMachine {
             store,
@@ -119,6 +129,10 @@ impl<S: Store> StateMachine<S> {
             }
             EntryPayload::Normal(request) => {
                 let command = request.0;
+                if let Some(endure_engine::records::command::Kind::RetireNode(retire)) = &command.kind {
+                    self.meta.retired.insert(retire.node_id);
+                    self.shared.retired.lock().expect("lock poisoned").insert(retire.node_id);
+                }
                 let leader_time = command.leader_time.unwrap_or_default();
                 let meta = EntryMeta { log_index: entry.log_id.index };
                 let applied = endure_engine::apply(self.store.as_ref(), &command, &meta)
@@ -229,6 +243,7 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         self.store.import(&bytes).map_err(io_error)?;
         let reopened = Self::open(self.store.clone())?;
         self.meta = reopened.meta;
+        *self.shared.retired.lock().expect("lock poisoned") = self.meta.retired.clone();
         self.meta.last_applied = meta.last_log_id;
         self.meta.membership = meta.last_membership.clone();
         *self.current_snapshot.lock().expect("lock poisoned") = Some((meta.clone(), bytes));

@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// this node included. Without peers the node forms a cluster of its own.
     #[arg(long = "peer", env = "ENDURE_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Start empty and wait to be added with `endure cluster join` (a new node).
+    #[arg(long, env = "ENDURE_JOIN")]
+    pub join: bool,
+    /// Raft log entries between two snapshots (the log behind a snapshot is purged).
+    #[arg(long, env = "ENDURE_SNAPSHOT_LOGS")]
+    pub snapshot_logs: Option<u64>,
     /// Log filter (`info`, `debug`, `endure=debug,openraft=warn`, ...); RUST_LOG wins.
     #[arg(long, env = "ENDURE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -75,6 +81,9 @@ struct FileSettings {
     raft_addr: Option<SocketAddr>,
     #[serde(default)]
     peers: Vec<String>,
+    #[serde(default)]
+    join: bool,
+    snapshot_logs: Option<u64>,
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
@@ -89,6 +98,11 @@ pub struct Settings {
     pub node_id: u64,
     pub raft_addr: SocketAddr,
     pub peers: BTreeMap<u64, String>,
+    pub join: bool,
+    /// Whether to serve the internal (Raft) address: in a cluster, or when it was given so
+    /// that the node can be grown into one.
+    pub serve_internal: bool,
+    pub snapshot_logs: u64,
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
@@ -100,6 +114,7 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
+        let raft_addr_given = args.raft_addr.is_some() || file.raft_addr.is_some();
         let settings = Settings {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             grpc_addr: args.grpc_addr.or(file.grpc_addr).unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().unwrap()),
@@ -107,6 +122,12 @@ impl Settings {
             node_id: args.node_id.or(file.node_id).unwrap_or(1),
             raft_addr: args.raft_addr.or(file.raft_addr).unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().unwrap()),
             peers: parse_peers(if args.peers.is_empty() { &file.peers } else { &args.peers })?,
+            join: args.join || file.join,
+            serve_internal: raft_addr_given || args.join || file.join || !args.peers.is_empty() || !file.peers.is_empty(),
+            snapshot_logs: args
+                .snapshot_logs
+                .or(file.snapshot_logs)
+                .unwrap_or(endure_raft::node::SNAPSHOT_EVERY_LOG_ENTRIES),
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
             max_message_bytes: args
                 .max_message_bytes
@@ -116,6 +137,12 @@ impl Settings {
         };
         if settings.node_id == 0 {
             bail!("--node-id must be at least 1");
+        }
+        if settings.snapshot_logs == 0 {
+            bail!("--snapshot-logs must be at least 1");
+        }
+        if settings.join && !settings.peers.is_empty() {
+            bail!("--join starts a node that waits to be added; it takes no --peer");
         }
         if !settings.peers.is_empty() && !settings.peers.contains_key(&settings.node_id) {
             bail!("--peer must list this node ({}) too", settings.node_id);

@@ -92,6 +92,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         node_id: settings.node_id,
         raft_addr: settings.raft_addr.to_string(),
         peers: settings.peers.clone(),
+        join: settings.join,
+        snapshot_every_logs: settings.snapshot_logs,
+        logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
     };
     let node = node::start(&settings.data_dir, options).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -113,6 +116,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         next_worker_id: Arc::new(AtomicU64::new(0)),
         max_message_bytes: settings.max_message_bytes,
     };
+    // Peers must reach this node's Raft service before any leader can be elected.
+    if settings.serve_internal {
+        let internal = bind(settings.raft_addr).await?;
+        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), true, shutdown_rx.clone())));
+    }
     wait_for_leader(&node, &sidecar).await;
     let http_state = http::HttpState {
         sidecar: sidecar.clone(),
@@ -123,10 +131,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http_listener = bind(settings.http_addr).await?;
     let http_local = http_listener.local_addr()?;
     let http_task = tokio::spawn(http::serve(http_listener, http_state, shutdown_rx.clone()));
-    if !settings.peers.is_empty() {
-        let internal = bind(settings.raft_addr).await?;
-        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), true, shutdown_rx.clone())));
-    }
     let public = bind(settings.grpc_addr).await?;
     info!(grpc = %public.local_addr()?, http = %http_local, raft = %settings.raft_addr,
         data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure serving gRPC");

@@ -3,6 +3,7 @@
 //!
 //! - [`workflow`]: the `workflow` subcommands: start, inspect and steer instances.
 //! - [`instance`]: how an instance is shown (`get`, `list`).
+//! - [`events`]: one history event reduced to its type, name, payload and fields.
 //! - [`history`]: how history events are shown (`history`).
 //! - [`cluster`]: `cluster status`, one section per node.
 //! - [`output`]: the table renderer, JSON printing and status names.
@@ -13,6 +14,7 @@
 //! 4 server unreachable.
 
 mod cluster;
+mod events;
 mod history;
 mod instance;
 mod output;
@@ -115,15 +117,21 @@ pub fn run_workflow(args: WorkflowArgs) -> i32 {
 
 /// Runs a cluster subcommand; returns the process exit code.
 pub fn run_cluster(args: ClusterArgs) -> i32 {
-    let targets: Vec<Target> =
-        args.endpoint.iter().map(|endpoint| Target::new(endpoint, args.common.timeout_seconds)).collect();
+    let targets: Vec<Target> = args
+        .endpoint
+        .iter()
+        .map(|endpoint| Target::new(endpoint, args.common.timeout_seconds))
+        .collect();
     block_on(cluster::run(args.command, targets, args.common.output))
 }
 
 /// Runs the command on a small runtime: `main` is synchronous, and a CLI call needs
 /// one thread, not one per core.
 fn block_on(future: impl Future<Output = i32>) -> i32 {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(error) => {
             eprintln!("error: cannot start the tokio runtime: {error}");
@@ -155,9 +163,15 @@ pub struct Target {
 impl Target {
     fn new(endpoint: &str, timeout_seconds: u64) -> Target {
         let endpoint = endpoint.trim();
-        let endpoint =
-            if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        Target { endpoint, timeout: Duration::from_secs(timeout_seconds) }
+        let endpoint = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        Target {
+            endpoint,
+            timeout: Duration::from_secs(timeout_seconds),
+        }
     }
 
     /// Connects now, so that an unreachable node is reported as such, not as a failed call.
@@ -166,19 +180,29 @@ impl Target {
             .map_err(|e| Error::Usage(format!("invalid endpoint '{}': {e}", self.endpoint)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.timeout + CLIENT_GRACE);
-        endpoint.connect().await.map_err(|error| Error::Unreachable {
-            endpoint: self.endpoint.clone(),
-            reason: error_chain(&error),
-        })
+        endpoint
+            .connect()
+            .await
+            .map_err(|error| Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: error_chain(&error),
+            })
     }
 
     /// A client of the workflow service on a fresh connection.
     pub async fn workflows(
         &self,
-    ) -> Result<endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient<Channel>, Error> {
+    ) -> Result<
+        endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient<Channel>,
+        Error,
+    > {
         let channel = self.connect().await?;
-        Ok(endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient::new(channel)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES))
+        Ok(
+            endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient::new(
+                channel,
+            )
+            .max_decoding_message_size(MAX_RESPONSE_BYTES),
+        )
     }
 
     /// A request carrying this target's deadline, so that the server stops waiting too.
@@ -193,9 +217,10 @@ impl Target {
     pub fn error(&self, status: Status, instance_id: Option<&str>) -> Error {
         match (status.code(), instance_id) {
             (Code::NotFound, Some(id)) => Error::NotFound(id.to_string()),
-            (Code::Unavailable, _) => {
-                Error::Unreachable { endpoint: self.endpoint.clone(), reason: status.message().to_string() }
-            }
+            (Code::Unavailable, _) => Error::Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: status.message().to_string(),
+            },
             _ if is_timeout(&status) => Error::Server(format!(
                 "no answer within {} s (raise it with --timeout)",
                 self.timeout.as_secs()
@@ -233,21 +258,39 @@ mod tests {
 
     #[test]
     fn a_bare_address_gets_a_scheme() {
-        assert_eq!(Target::new("10.0.0.1:50001", 1).endpoint, "http://10.0.0.1:50001");
-        assert_eq!(Target::new("https://node:443", 1).endpoint, "https://node:443");
+        assert_eq!(
+            Target::new("10.0.0.1:50001", 1).endpoint,
+            "http://10.0.0.1:50001"
+        );
+        assert_eq!(
+            Target::new("https://node:443", 1).endpoint,
+            "https://node:443"
+        );
     }
 
     #[test]
     fn statuses_map_to_exit_codes() {
         let target = Target::new(DEFAULT_ENDPOINT, 30);
         let not_found = target.error(Status::not_found("no such instance exists: 'x'"), Some("x"));
-        assert_eq!((not_found.exit_code(), not_found.to_string()), (3, "no such instance: x".to_string()));
+        assert_eq!(
+            (not_found.exit_code(), not_found.to_string()),
+            (3, "no such instance: x".to_string())
+        );
         let unavailable = target.error(Status::unavailable("shutting down"), None);
         assert_eq!(unavailable.exit_code(), 4);
-        assert_eq!(unavailable.to_string(), "cannot reach endure at http://127.0.0.1:50001: shutting down");
+        assert_eq!(
+            unavailable.to_string(),
+            "cannot reach endure at http://127.0.0.1:50001: shutting down"
+        );
         let timeout = target.error(Status::cancelled("Timeout expired"), None);
-        assert!(timeout.to_string().contains("no answer within 30 s"), "{timeout}");
+        assert!(
+            timeout.to_string().contains("no answer within 30 s"),
+            "{timeout}"
+        );
         let refused = target.error(Status::invalid_argument("name is required"), Some("x"));
-        assert_eq!((refused.exit_code(), refused.to_string()), (1, "name is required (InvalidArgument)".to_string()));
+        assert_eq!(
+            (refused.exit_code(), refused.to_string()),
+            (1, "name is required (InvalidArgument)".to_string())
+        );
     }
 }

@@ -92,3 +92,97 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A worker for tests that need a workflow with a real history: every workflow calls the
+/// activity `Shout` with its input, then completes with the activity's result; `Shout`
+/// returns its input upper-cased. History: OrchestratorStarted, ExecutionStarted,
+/// TaskScheduled(0, Shout), OrchestratorStarted, TaskCompleted(0), ExecutionCompleted.
+pub async fn shout_worker(server: &Server) -> tokio::task::JoinHandle<()> {
+    use endure_proto::*;
+    use tokio_stream::StreamExt;
+
+    let mut client = server.client().await;
+    let mut stream = client
+        .get_work_items(GetWorkItemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::spawn(async move {
+        while let Some(Ok(item)) = stream.next().await {
+            match item.request {
+                Some(work_item::Request::OrchestratorRequest(turn)) => {
+                    let response = OrchestratorResponse {
+                        instance_id: turn.instance_id.clone(),
+                        actions: shout_turn(&turn).into_iter().collect(),
+                        completion_token: item.completion_token,
+                        ..Default::default()
+                    };
+                    client.complete_orchestrator_task(response).await.unwrap();
+                }
+                Some(work_item::Request::ActivityRequest(activity)) => {
+                    let response = ActivityResponse {
+                        instance_id: activity
+                            .orchestration_instance
+                            .map(|i| i.instance_id)
+                            .unwrap_or_default(),
+                        task_id: activity.task_id,
+                        result: activity.input.map(|input| input.to_uppercase()),
+                        completion_token: item.completion_token,
+                        ..Default::default()
+                    };
+                    client.complete_activity_task(response).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// The one new action of a `shout_worker` turn: schedule `Shout` first, complete once it
+/// answered, nothing while it runs.
+fn shout_turn(
+    turn: &endure_proto::OrchestratorRequest,
+) -> Option<endure_proto::OrchestratorAction> {
+    use endure_proto::history_event::EventType;
+    use endure_proto::orchestrator_action::OrchestratorActionType as Action;
+    use endure_proto::*;
+
+    let events = || {
+        turn.past_events
+            .iter()
+            .chain(turn.new_events.iter())
+            .filter_map(|e| e.event_type.as_ref())
+    };
+    if let Some(result) = events().find_map(|e| match e {
+        EventType::TaskCompleted(done) => Some(done.result.clone()),
+        _ => None,
+    }) {
+        let done = CompleteOrchestrationAction {
+            orchestration_status: OrchestrationStatus::Completed as i32,
+            result,
+            ..Default::default()
+        };
+        return Some(OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(Action::CompleteOrchestration(done)),
+            ..Default::default()
+        });
+    }
+    if events().any(|e| matches!(e, EventType::TaskScheduled(_))) {
+        return None;
+    }
+    let input = events().find_map(|e| match e {
+        EventType::ExecutionStarted(started) => started.input.clone(),
+        _ => None,
+    });
+    let shout = ScheduleTaskAction {
+        name: "Shout".into(),
+        input,
+        ..Default::default()
+    };
+    Some(OrchestratorAction {
+        id: 0,
+        orchestrator_action_type: Some(Action::ScheduleTask(shout)),
+        ..Default::default()
+    })
+}
