@@ -15,6 +15,8 @@ use crate::types::{NodeId, Raft};
 
 /// Default number of entries between two snapshots; the log behind a snapshot is purged.
 pub const SNAPSHOT_EVERY_LOG_ENTRIES: u64 = 20_000;
+/// How long asking a peer whether a cluster exists may take.
+const PEER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Default number of entries kept behind a snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
@@ -52,6 +54,50 @@ pub enum StartError {
     Raft(String),
 }
 
+/// What the peers say about an existing cluster, for a node that has no Raft state.
+enum Existing {
+    /// No peer belongs to a cluster that has a leader: a first start, initialize.
+    None,
+    /// A cluster with a leader exists and has never replicated to this node: wait for it.
+    Waiting,
+    /// The leader has replicated entries to this node before: its data was lost.
+    DataLost,
+}
+
+/// Asks the peers whether a cluster exists and what its leader knows of this node. Raft
+/// assumes a member never loses its log; a member whose data was lost must rejoin under a
+/// new ID rather than start empty under its old one.
+async fn probe_peers(options: &NodeOptions) -> Existing {
+    use endure_proto::endure::internal::admin_client::AdminClient;
+    use endure_proto::endure::internal::ClusterStatusRequest;
+    for (id, addr) in &options.peers {
+        if *id == options.node_id {
+            continue;
+        }
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+            continue;
+        };
+        let endpoint = endpoint.connect_timeout(PEER_PROBE_TIMEOUT).timeout(PEER_PROBE_TIMEOUT);
+        let Ok(channel) = endpoint.connect().await else {
+            continue;
+        };
+        let Ok(status) = AdminClient::new(channel).cluster_status(ClusterStatusRequest {}).await else {
+            continue;
+        };
+        let status = status.into_inner();
+        if status.state != "Leader" {
+            continue;
+        }
+        let me = status.members.iter().find(|m| m.node_id == options.node_id);
+        tracing::info!(leader = id, "a cluster with a leader exists");
+        return match me.and_then(|m| m.matched_index) {
+            Some(matched) if matched > 0 => Existing::DataLost,
+            _ => Existing::Waiting,
+        };
+    }
+    Existing::None
+}
+
 /// Opens the data directory and starts Raft. Initializes the membership (the peers, or
 /// this node alone) only when this node has never been part of a cluster, so a restart
 /// never re-initializes or forks it. Every peer may initialize with the same voters:
@@ -86,7 +132,16 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    if !initialized && !options.join {
+    let existing = if initialized || options.join { Existing::None } else { probe_peers(&options).await };
+    if let Existing::DataLost = existing {
+        return Err(StartError::Raft(format!(
+            "this node has no Raft state, but the leader has replicated to node {id} before: \
+             its data was lost. Remove it (`endure cluster leave --node-id {id}`) and add the node \
+             back under a new ID (`endure serve --join --node-id <new>` and `endure cluster join`)",
+            id = options.node_id
+        )));
+    }
+    if !initialized && !options.join && matches!(existing, Existing::None) {
         let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
             BTreeMap::from([(options.node_id, BasicNode { addr: options.raft_addr.clone() })])
         } else {

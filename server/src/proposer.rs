@@ -12,6 +12,9 @@ use prost_types::Timestamp;
 
 use crate::clock::Clock;
 
+/// Longest wait for a proposal to commit or a read to be confirmed.
+pub const PROPOSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a proposal has no answer. Neither means the command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,8 +60,19 @@ impl Proposer {
         next
     }
 
-    /// Proposes one command and waits until it is applied.
+    /// Proposes one command and waits until it is applied, at most [`PROPOSAL_TIMEOUT`]:
+    /// a leader cut off from its majority answers UNAVAILABLE instead of hanging. (The
+    /// entry may still commit later; the caller was told nothing was acknowledged.)
     pub async fn propose(&self, kind: Kind) -> Result<Response, Error> {
+        match tokio::time::timeout(PROPOSAL_TIMEOUT, self.propose_unbounded(kind)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Unavailable(format!(
+                "the command was not committed within {PROPOSAL_TIMEOUT:?}; the cluster may have lost its majority"
+            ))),
+        }
+    }
+
+    async fn propose_unbounded(&self, kind: Kind) -> Result<Response, Error> {
         let command = Command {
             leader_time: Some(self.next_time()),
             id_seed: uuid::Uuid::new_v4().simple().to_string(),
@@ -76,9 +90,13 @@ impl Proposer {
         }
     }
 
-    /// Waits until this node may serve a linearizable read (read-index on the leader).
+    /// Waits until this node may serve a linearizable read (read-index on the leader), at
+    /// most [`PROPOSAL_TIMEOUT`].
     pub async fn linearizable(&self) -> Result<(), Error> {
-        match self.node.raft.ensure_linearizable().await {
+        let confirmed = tokio::time::timeout(PROPOSAL_TIMEOUT, self.node.raft.ensure_linearizable())
+            .await
+            .map_err(|_| Error::Unavailable("leadership could not be confirmed with a majority".into()))?;
+        match confirmed {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
                 Err(Error::NotLeader(forward.leader_id))

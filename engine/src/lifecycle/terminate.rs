@@ -28,6 +28,16 @@ pub fn terminate_instance(
     output: Option<String>,
     recursive: bool,
 ) -> Result<(), Error> {
+    if record.history_len == 0 {
+        // Never ran: its ExecutionStarted still waits in the inbox; keep it in the history
+        // so the history says what was terminated.
+        let started = tx.inbox(&record.instance_id)?.into_iter().map(|(_, e)| e).find(|e| {
+            matches!(e.event_type, Some(endure_proto::history_event::EventType::ExecutionStarted(_)))
+        });
+        if let Some(started) = started {
+            tx.append_history(&mut record, started);
+        }
+    }
     let terminated = ExecutionTerminatedEvent {
         input: output.clone(),
         recurse: recursive,

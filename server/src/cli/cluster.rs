@@ -6,7 +6,7 @@
 
 use clap::Subcommand;
 use endure_proto::endure::internal::admin_client::AdminClient;
-use endure_proto::endure::internal::{ClusterStatus, ClusterStatusRequest};
+use endure_proto::endure::internal::{ClusterStatus, ClusterStatusRequest, JoinNodeRequest, LeaveNodeRequest};
 use serde_json::{json, Value};
 
 use super::output::{fields, print_json, Format, Table};
@@ -17,12 +17,62 @@ use super::{report, Error, Target};
 pub enum Command {
     /// Show each node's Raft state, the leader, the term, the log indexes and the members.
     Status,
+    /// Add a node (started with `endure serve --join`): a learner first, a voter once it
+    /// has caught up. Membership changes are serialized on the leader.
+    Join {
+        /// The new node's ID (never one a departed node had).
+        #[arg(long)]
+        node_id: u64,
+        /// The new node's internal address (its --raft-addr), as peers reach it.
+        #[arg(long)]
+        address: String,
+    },
+    /// Remove a node from the voters; its ID is retired for good.
+    Leave {
+        #[arg(long)]
+        node_id: u64,
+    },
 }
 
 /// Runs one `cluster` subcommand against every target; returns the exit code, the highest
 /// of the nodes' (so "unreachable" wins over "ok" when one node is down).
 pub async fn run(command: Command, targets: Vec<Target>, format: Format) -> i32 {
-    let Command::Status = command;
+    match command {
+        Command::Status => show_status(targets, format).await,
+        change => match targets.first() {
+            Some(target) => change_membership(change, target, format).await,
+            None => report(Err(Error::Usage("an --endpoint is required".to_string()))),
+        },
+    }
+}
+
+/// Sends a join or leave to one node (it goes on to the leader) and prints the result.
+async fn change_membership(command: Command, target: &Target, format: Format) -> i32 {
+    let result = async {
+        let mut client = AdminClient::new(target.connect().await?);
+        let response = match command {
+            Command::Join { node_id, address } => {
+                client.join_node(target.request(JoinNodeRequest { node_id, address })).await
+            }
+            Command::Leave { node_id } => client.leave_node(target.request(LeaveNodeRequest { node_id })).await,
+            Command::Status => unreachable!("status is not a membership change"),
+        };
+        Ok::<_, Error>(response.map_err(|status| target.error(status, None))?.into_inner())
+    }
+    .await;
+    match result {
+        Ok(status) => {
+            match format {
+                Format::Table => print!("{}", status_text(&target.endpoint, &status)),
+                Format::Json => print_json(&status_json(&target.endpoint, &status)),
+            }
+            0
+        }
+        Err(error) => report(Err(error)),
+    }
+}
+
+async fn show_status(targets: Vec<Target>, format: Format) -> i32 {
     let mut exit_code = 0;
     let mut sections = Vec::new();
     let mut documents = Vec::new();

@@ -1,0 +1,209 @@
+//! Three real nodes on loopback: failover, rejoin from a snapshot, a full restart, and a
+//! minority that must refuse writes.
+
+mod cluster_support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use cluster_support::{chain_worker, start_chain, wait_completed, Cluster};
+use endure_proto::endure::internal::{JoinNodeRequest, LeaveNodeRequest};
+use endure_proto::*;
+use tonic::Code;
+
+fn others(all: &[usize], not: usize) -> Vec<usize> {
+    all.iter().copied().filter(|i| *i != not).collect()
+}
+
+/// Every activity result is in the history exactly once, three of them, in order.
+async fn assert_history_exact(client: &mut task_hub_sidecar_service_client::TaskHubSidecarServiceClient<tonic::transport::Channel>, id: &str) {
+    let history = client
+        .get_instance_history(GetInstanceHistoryRequest { instance_id: id.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut completed: HashMap<i32, usize> = HashMap::new();
+    for event in &history.events {
+        if let Some(history_event::EventType::TaskCompleted(done)) = &event.event_type {
+            *completed.entry(done.task_scheduled_id).or_default() += 1;
+        }
+    }
+    assert_eq!(completed.len(), 3, "{id}: {completed:?}");
+    assert!(completed.values().all(|n| *n == 1), "{id}: a result was recorded twice: {completed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_loses_no_workflow_and_runs_nothing_twice() {
+    let mut cluster = Cluster::start(None);
+    let all = [0, 1, 2];
+    let leader = cluster.leader(&all).await;
+    let followers = others(&all, leader);
+    let worker = chain_worker(cluster.endpoint(followers[0]));
+    let mut client = cluster.client(followers[1]).await;
+    let ids: Vec<String> = (0..200).map(|i| format!("chain-{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        start_chain(&mut client, id, i as i64).await;
+    }
+    cluster.kill9(leader);
+    let killed_at = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        let state = wait_completed(&mut client, id).await;
+        assert_eq!(state.orchestration_status, OrchestrationStatus::Completed as i32, "{id}");
+        assert_eq!(state.output, Some((i as i64 + 3).to_string()), "{id}");
+        assert_history_exact(&mut client, id).await;
+    }
+    println!("all 200 completed {:?} after the leader was killed", killed_at.elapsed());
+    let new_leader = cluster.leader(&followers).await;
+    assert_ne!(new_leader, leader);
+
+    cluster.restart(leader);
+    let target = cluster.status(new_leader).await.unwrap().applied_index;
+    let started = Instant::now();
+    loop {
+        let status = cluster.status(leader).await;
+        if status.as_ref().is_ok_and(|s| s.applied_index >= target) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the restarted node did not catch up: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut through_restarted = cluster.client(leader).await;
+    let state = wait_completed(&mut through_restarted, &ids[17]).await;
+    assert_eq!(state.output.as_deref(), Some("20"));
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id() {
+    let mut cluster = Cluster::start(Some(50));
+    let all = [0, 1, 2];
+    let leader = cluster.leader(&all).await;
+    let followers = others(&all, leader);
+    let worker = chain_worker(cluster.endpoint(leader));
+    let mut client = cluster.client(leader).await;
+    for i in 0..40 {
+        start_chain(&mut client, &format!("before-{i}"), i).await;
+    }
+    for i in 0..40 {
+        wait_completed(&mut client, &format!("before-{i}")).await;
+    }
+    let leader_status = cluster.status(leader).await.unwrap();
+    assert!(leader_status.purged_index > 0, "the leader purged its log behind a snapshot: {leader_status:?}");
+
+    // Raft assumes a member never loses its log: the wiped node may not come back as itself.
+    let wiped = followers[0];
+    let wiped_id = cluster.nodes[wiped].id;
+    cluster.wipe(wiped);
+    cluster.spawn(wiped);
+    let refused = cluster.wait_exit(wiped);
+    assert!(!refused.success());
+    assert!(cluster.logs(wiped).contains("its data was lost"), "{}", cluster.logs(wiped));
+
+    // The operator's way back: retire the old ID, add the node under a new one.
+    let mut admin = cluster.admin(leader).await;
+    admin.leave_node(LeaveNodeRequest { node_id: wiped_id }).await.unwrap();
+    let rejoined = cluster.add_joining_node(4);
+    cluster.wait_port(rejoined);
+    let address = format!("127.0.0.1:{}", cluster.nodes[rejoined].raft_port);
+    let status = admin.join_node(JoinNodeRequest { node_id: 4, address: address.clone() }).await.unwrap().into_inner();
+    assert!(status.members.iter().any(|m| m.node_id == 4 && m.role == "voter"), "{status:?}");
+    let reused = admin.join_node(JoinNodeRequest { node_id: wiped_id, address }).await.unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "node IDs are never reused: {reused:?}");
+
+    let target = cluster.status(leader).await.unwrap().applied_index;
+    let started = Instant::now();
+    loop {
+        let status = cluster.status(rejoined).await;
+        if let Ok(status) = &status {
+            if status.applied_index >= target && status.snapshot_index > 0 {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "new node not rebuilt: {status:?}\n{}", cluster.logs(rejoined));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The rebuilt node serves requests: a workflow started through it completes.
+    let mut through_new = cluster.client(rejoined).await;
+    start_chain(&mut through_new, "after", 100).await;
+    assert_eq!(wait_completed(&mut through_new, "after").await.output.as_deref(), Some("103"));
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_all_three_nodes_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(None);
+    let all = [0, 1, 2];
+    let leader = cluster.leader(&all).await;
+    let mut client = cluster.client(leader).await;
+    let later = prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 };
+    for i in 0..30 {
+        let request = CreateInstanceRequest {
+            instance_id: format!("scheduled-{i:02}"),
+            name: "chain".into(),
+            scheduled_start_timestamp: Some(later),
+            ..Default::default()
+        };
+        client.start_instance(request).await.unwrap();
+    }
+    for index in all {
+        cluster.kill9(index);
+    }
+    for index in all {
+        cluster.spawn(index);
+    }
+    for index in all {
+        cluster.wait_port(index);
+    }
+    let leader = cluster.leader(&all).await;
+    let mut client = cluster.client(others(&all, leader)[0]).await;
+    let ids = client
+        .list_instance_i_ds(ListInstanceIDsRequest { page_size: Some(100), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .instance_ids;
+    assert_eq!(ids.len(), 30, "{ids:?}");
+    let worker = chain_worker(cluster.endpoint(leader));
+    start_chain(&mut client, "after-restart", 1).await;
+    assert_eq!(wait_completed(&mut client, "after-restart").await.output.as_deref(), Some("4"));
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_refuses_writes_with_unavailable() {
+    let mut cluster = Cluster::start(None);
+    let all = [0, 1, 2];
+    let leader = cluster.leader(&all).await;
+    let followers = others(&all, leader);
+    // The leader alone: it cannot commit, so it must not acknowledge.
+    cluster.kill9(followers[0]);
+    cluster.kill9(followers[1]);
+    let mut client = cluster.client(leader).await;
+    let request = CreateInstanceRequest { instance_id: "lonely".into(), name: "chain".into(), ..Default::default() };
+    let refused = client.start_instance(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let read = client
+        .get_instance(GetInstanceRequest { instance_id: "lonely".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(read.code(), Code::Unavailable, "no stale linearizable read: {read:?}");
+
+    // A lone follower: no leader it can reach, so UNAVAILABLE too.
+    cluster.kill9(leader);
+    cluster.restart(followers[0]);
+    let mut client = cluster.client(followers[0]).await;
+    let request = CreateInstanceRequest { instance_id: "lonely-2".into(), name: "chain".into(), ..Default::default() };
+    let refused = client.start_instance(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+
+    // With a majority back, the writes that were refused were never applied.
+    cluster.restart(followers[1]);
+    let leader = cluster.leader(&[followers[0], followers[1]]).await;
+    let mut client = cluster.client(leader).await;
+    let lonely = client
+        .get_instance(GetInstanceRequest { instance_id: "lonely-2".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!lonely.exists);
+}
