@@ -116,10 +116,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         next_worker_id: Arc::new(AtomicU64::new(0)),
         max_message_bytes: settings.max_message_bytes,
     };
+    let membership_lock = Arc::new(tokio::sync::Mutex::new(()));
     // Peers must reach this node's Raft service before any leader can be elected.
     if settings.serve_internal {
         let internal = bind(settings.raft_addr).await?;
-        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), true, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), membership_lock.clone(), true, shutdown_rx.clone())));
     }
     wait_for_leader(&node, &sidecar).await;
     let http_state = http::HttpState {
@@ -139,7 +140,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
-    serve_grpc(public, settings.max_message_bytes, node.clone(), sidecar.clone(), false, shutdown_rx).await;
+    serve_grpc(public, settings.max_message_bytes, node.clone(), sidecar.clone(), membership_lock, false, shutdown_rx).await;
     for task in tasks {
         let _ = task.await;
     }
@@ -179,11 +180,12 @@ async fn serve_grpc(
     max_message_bytes: usize,
     node: endure_raft::node::Node,
     sidecar: grpc::Sidecar,
+    membership_lock: Arc<tokio::sync::Mutex<()>>,
     internal: bool,
     shutdown: watch::Receiver<bool>,
 ) {
     let raft_handle = node.raft.clone();
-    let admin = AdminServer::new(admin::AdminService { node, sidecar: sidecar.clone() });
+    let admin = AdminServer::new(admin::AdminService { node, sidecar: sidecar.clone(), membership_lock });
     let service = TaskHubSidecarServiceServer::new(sidecar)
         .max_decoding_message_size(max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
         .max_encoding_message_size(usize::MAX);
