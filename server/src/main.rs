@@ -42,6 +42,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(30);
 /// The transport refuses messages this many times the configured limit (tonic answers
 /// OUT_OF_RANGE); below that, the service's own check answers RESOURCE_EXHAUSTED.
 const TRANSPORT_CAP_FACTOR: usize = 4;
+/// How long binding an address that is in use is retried.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(15);
 /// How long open calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -154,8 +156,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Binds a listener. An address in use is retried for a while: right after a crash, a
+/// port in the ephemeral range (Dapr's 50001 is) can be held briefly by another socket.
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    let started = tokio::time::Instant::now();
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < BIND_RETRY_FOR => {
+                tracing::warn!(%addr, "address in use; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            result => return result.with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
 }
 
 /// Waits (bounded) until this node serves as leader or knows another leader, so that the

@@ -52,6 +52,7 @@ fn describe() {
     describe_gauge!("endure_raft_applied_index", "Highest Raft log index applied to the state machine.");
     describe_gauge!("endure_raft_last_log_index", "Highest Raft log index stored.");
     describe_counter!("endure_raft_leader_changes_total", "Times this node saw the leader change.");
+    describe_gauge!("endure_raft_replication_lag_entries", "On the leader: log entries a follower is behind.");
     describe_histogram!("endure_raft_append_seconds", Unit::Seconds, "Raft log append including its fsync.");
     describe_counter!("endure_grpc_requests_total", "gRPC requests by method and status code.");
     describe_histogram!("endure_grpc_request_duration_seconds", Unit::Seconds, "gRPC request latency by method.");
@@ -169,6 +170,18 @@ fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
     for role in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
         let value = if status.state == role { 1.0 } else { 0.0 };
         gauge!("endure_raft_role", "role" => role.to_lowercase()).set(value);
+    }
+    let is_leader = status.state == "Leader";
+    for member in &status.members {
+        if member.node_id == status.node_id {
+            continue;
+        }
+        // Only the leader knows how far each follower got; elsewhere the gauge reads 0.
+        let lag = match (is_leader, member.matched_index) {
+            (true, Some(matched)) => status.last_log_index.saturating_sub(matched),
+            _ => 0,
+        };
+        gauge!("endure_raft_replication_lag_entries", "follower" => member.node_id.to_string()).set(lag as f64);
     }
     if status.leader_id != last_leader && last_leader.is_some() {
         counter!("endure_raft_leader_changes_total").increment(1);
