@@ -7,6 +7,11 @@ Each test module gets its own `endure` server (fresh data dir, free ports) and i
 
 to register its workflows and activities; the `runtime` fixture calls it before
 starting the worker.
+
+With ENDURE_CLUSTER_NODES=3 in the environment, `endure_server` is instead a 3-node Raft
+cluster (`endure_server.EndureCluster`): the worker connects to one follower
+(`worker_endpoint`), the client (and HTTP calls, via `http_port`) to the other follower
+(`endpoint`), and `kill9()` kills whichever node leads at that moment.
 """
 
 from __future__ import annotations
@@ -17,9 +22,33 @@ from pathlib import Path
 
 import pytest
 
-from endure_server import EndureServer, ServerError
+from endure_server import EndureCluster, EndureServer, ServerError
 
 RUNTIME_START_TIMEOUT_S = 45.0
+
+
+def cluster_nodes() -> int:
+    """ENDURE_CLUSTER_NODES: 0/1/unset = one `endure serve`; 3 = a 3-node cluster."""
+    raw = os.environ.get("ENDURE_CLUSTER_NODES", "").strip()
+    if raw in ("", "0", "1"):
+        return 1
+    if raw != "3":
+        raise pytest.UsageError(f"ENDURE_CLUSTER_NODES={raw!r}: only 1 or 3 is supported")
+    return 3
+
+
+CLUSTER_MODE = cluster_nodes() > 1
+
+
+def pytest_report_header(config):
+    if CLUSTER_MODE:
+        return "endure: 3-node cluster (worker and client on two different followers)"
+    return "endure: single node"
+
+
+def _host_port(endpoint: str) -> tuple[str, str]:
+    host, _, port = endpoint.rpartition(":")
+    return host, port
 
 
 def point_sdk_at(endpoint: str) -> None:
@@ -41,9 +70,15 @@ def point_sdk_at(endpoint: str) -> None:
 @pytest.fixture(scope="module")
 def endure_server(tmp_path_factory):
     """A running endure server; `.endpoint`, `.grpc_port`, `.http_port`, `.data_dir`,
-    `.kill9()`, `.restart()`. Stopped with SIGTERM after the module."""
+    `.kill9()`, `.restart()`. Stopped with SIGTERM after the module.
+
+    In cluster mode an `EndureCluster`: the same attributes are the client node's, plus
+    `.worker_endpoint`, `.nodes`, `leader_index()`; `kill9()` kills the current leader."""
     base: Path = tmp_path_factory.mktemp("endure")
-    server = EndureServer(data_dir=base / "data", log_path=base / "endure.log")
+    if CLUSTER_MODE:
+        server = EndureCluster(base_dir=base, size=cluster_nodes())
+    else:
+        server = EndureServer(data_dir=base / "data", log_path=base / "endure.log")
     try:
         server.start()
     except ServerError as e:
@@ -53,14 +88,18 @@ def endure_server(tmp_path_factory):
     try:
         yield server
     finally:
-        rc = server.stop()
+        rcs = server.stop()
         if previous is None:
             os.environ.pop("DAPR_GRPC_ENDPOINT", None)
         else:
             os.environ["DAPR_GRPC_ENDPOINT"] = previous
         # A crash during the module (as opposed to our SIGTERM/SIGKILL) is a failure too.
-        if rc not in (0, None, -15, 143):
-            print(f"endure exited with code {rc} on SIGTERM\n{server.log_tail()}")
+        nodes = server.nodes if isinstance(server, EndureCluster) else [server]
+        if not isinstance(rcs, list):
+            rcs = [rcs]
+        for node, rc in zip(nodes, rcs):
+            if rc not in (0, None, -15, 143):
+                print(f"{node.name} exited with code {rc} on SIGTERM\n{node.log_tail()}")
 
 
 # ---- SDK worker and client -----------------------------------------------------------
@@ -99,7 +138,13 @@ def runtime(endure_server, request):
     register = getattr(request.module, "register", None)
     if register is None:
         pytest.fail(f"{request.module.__name__} has no register(runtime) function")
-    rt = WorkflowRuntime()  # endpoint from DAPR_GRPC_ENDPOINT (see point_sdk_at)
+    if isinstance(endure_server, EndureCluster):
+        # Explicit host/port: the SDK's default endpoint is read once (see point_sdk_at),
+        # and the worker must sit on a different node than the client.
+        host, port = _host_port(endure_server.worker_endpoint)
+        rt = WorkflowRuntime(host=host, port=port)
+    else:
+        rt = WorkflowRuntime()  # endpoint from DAPR_GRPC_ENDPOINT (see point_sdk_at)
     register(rt)
     try:
         start_runtime(rt)
@@ -116,7 +161,11 @@ def client(endure_server, runtime):
     """A DaprWorkflowClient for the module's server (the worker is already running)."""
     from dapr.ext.workflow import DaprWorkflowClient
 
-    c = DaprWorkflowClient()
+    if isinstance(endure_server, EndureCluster):
+        host, port = _host_port(endure_server.endpoint)  # the client node, not the worker's
+        c = DaprWorkflowClient(host=host, port=port)
+    else:
+        c = DaprWorkflowClient()
     try:
         yield c
     finally:
@@ -129,10 +178,13 @@ _LOG_OFFSETS_KEY = pytest.StashKey[dict]()
 
 
 def _servers_of(item) -> list:
+    """Every endure process of the test: one server, or each node of a cluster."""
     servers = []
     for value in getattr(item, "funcargs", {}).values():
         if isinstance(value, EndureServer):
             servers.append(value)
+        elif isinstance(value, EndureCluster):
+            servers.extend(value.nodes)
     from endure_server import _LIVE
 
     for s in _LIVE:
@@ -160,7 +212,7 @@ def pytest_runtest_makereport(item, call):
         offset = offsets.get(id(server), 0)
         report.sections.append(
             (
-                f"endure server log since test start ({server.log_path})",
+                f"{server.name} log since test start ({server.log_path})",
                 server.log_tail(offset=offset),
             )
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -81,8 +82,12 @@ class EndureServer:
         grpc_port: Optional[int] = None,
         http_port: Optional[int] = None,
         log_level: str = "info",
+        extra_args: Sequence[str] = (),
+        name: str = "endure server",
     ):
         self.binary = binary or default_binary()
+        self.extra_args = list(extra_args)
+        self.name = name
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path) if log_path else self.data_dir.parent / "endure.log"
         self.grpc_port = grpc_port or free_port()
@@ -113,13 +118,21 @@ class EndureServer:
             f"127.0.0.1:{self.http_port}",
             "--log-level",
             self.log_level,
+            *self.extra_args,
         ]
 
     # ---- lifecycle -------------------------------------------------------------------
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> "EndureServer":
+        self.spawn()
+        self.wait_ready(time.monotonic() + timeout_s)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (see `wait_ready`). A cluster spawns
+        all its nodes first: a node opens its gRPC port only once it knows a leader."""
         if self.proc is not None and self.proc.poll() is None:
-            raise ServerError(f"endure already running (pid {self.proc.pid})")
+            raise ServerError(f"{self.name} already running (pid {self.proc.pid})")
         if not os.path.isfile(self.binary) or not os.access(self.binary, os.X_OK):
             raise ServerError(
                 f"endure binary not found or not executable: {self.binary} "
@@ -127,20 +140,23 @@ class EndureServer:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout_s
+        self._spawn()
+
+    def wait_ready(self, deadline: float) -> None:
+        """Wait until the spawned process accepts gRPC connections; respawn it while it
+        fails with "address already in use"."""
         while True:
-            self._spawn()
             try:
                 self._wait_ready(deadline)
-                return self
+                return
             except _AddressInUse:
                 # The port of a SIGKILLed predecessor can linger for a moment; retry.
                 if time.monotonic() >= deadline:
                     raise ServerError(
-                        f"endure could not bind its ports within {timeout_s:.0f}s\n"
-                        + self.log_tail()
+                        f"{self.name} could not bind its ports in time\n" + self.log_tail()
                     )
                 time.sleep(0.5)
+                self._spawn()
 
     def _spawn(self) -> None:
         self.starts += 1
@@ -174,7 +190,7 @@ class EndureServer:
                 if "address already in use" in text.lower() or "addrinuse" in text.lower():
                     raise _AddressInUse()
                 raise ServerError(
-                    f"endure exited with code {rc} before accepting connections on "
+                    f"{self.name} exited with code {rc} before accepting connections on "
                     f"{self.endpoint}\n" + self.log_tail()
                 )
             try:
@@ -187,7 +203,7 @@ class EndureServer:
                 pid = self.proc.pid
                 self._signal(signal.SIGKILL)
                 raise ServerError(
-                    f"endure (pid {pid}) did not accept connections on {self.endpoint} "
+                    f"{self.name} (pid {pid}) did not accept connections on {self.endpoint} "
                     f"in time\n" + self.log_tail()
                 )
             time.sleep(0.1)
@@ -221,7 +237,15 @@ class EndureServer:
             return
         self._signal(signal.SIGKILL)
         self._close_log()
-        self._append_log(f"===== endure pid {self.proc.pid} killed with SIGKILL =====\n")
+        self._append_log(f"===== {self.name} pid {self.proc.pid} killed with SIGKILL =====\n")
+
+    def terminate(self) -> None:
+        """Send SIGTERM without waiting (`stop` waits)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> Optional[int]:
         """SIGTERM, wait up to timeout_s, then SIGKILL. Returns the exit code."""
@@ -229,11 +253,11 @@ class EndureServer:
             return None
         rc = self.proc.poll()
         if rc is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 rc = self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self._append_log(f"===== endure did not exit {timeout_s}s after SIGTERM; SIGKILL =====\n")
+                self._append_log(f"===== {self.name} did not exit {timeout_s}s after SIGTERM; SIGKILL =====\n")
                 self.proc.kill()
                 rc = self.proc.wait()
         self._close_log()
@@ -274,11 +298,293 @@ class EndureServer:
         text = self.log_text(offset)
         if len(text) > max_bytes:
             text = "[... log truncated ...]\n" + text[-max_bytes:]
-        return f"----- endure log ({self.log_path}) -----\n{text}\n----- end of endure log -----"
+        return (
+            f"----- {self.name} log ({self.log_path}) -----\n{text}\n"
+            f"----- end of {self.name} log -----"
+        )
 
 
 class _AddressInUse(Exception):
     pass
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that were free a moment ago (all bound at once, then closed)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class EndureCluster:
+    """A Raft cluster of `size` `endure serve` processes on one machine (free gRPC, HTTP and
+    Raft ports each; data dirs and logs under `base_dir`).
+
+    Duck-types `EndureServer` for the test suite: `.endpoint`, `.grpc_port`, `.http_port`
+    and `.data_dir` are those of `client_node`, a follower chosen at start; `worker_node`
+    is the other follower (the SDK worker connects there, `.worker_endpoint`), so every
+    request of the suite is forwarded to the leader and every work item relayed from it.
+    `kill9()` SIGKILLs whichever node leads at that moment; `restart()` brings back the
+    node killed last on the same ports, flags and data dir.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path,
+        size: int = 3,
+        binary: Optional[str] = None,
+        log_level: str = "info",
+    ):
+        if size < 3:
+            raise ValueError("a cluster with followers for the worker and the client needs 3 nodes")
+        self.base_dir = Path(base_dir)
+        self.binary = binary or default_binary()
+        ports = free_ports(3 * size)
+        grpc_ports, http_ports, raft_ports = ports[:size], ports[size : 2 * size], ports[2 * size :]
+        peers: list[str] = []
+        for i in range(size):
+            peers += ["--peer", f"{i + 1}=127.0.0.1:{raft_ports[i]}"]
+        self.nodes: list[EndureServer] = []
+        for i in range(size):
+            node_id = i + 1
+            self.nodes.append(
+                EndureServer(
+                    data_dir=self.base_dir / f"node{node_id}" / "data",
+                    log_path=self.base_dir / f"node{node_id}.log",
+                    binary=self.binary,
+                    grpc_port=grpc_ports[i],
+                    http_port=http_ports[i],
+                    log_level=log_level,
+                    extra_args=[
+                        "--node-id",
+                        str(node_id),
+                        "--raft-addr",
+                        f"127.0.0.1:{raft_ports[i]}",
+                        *peers,
+                    ],
+                    name=f"endure node {node_id}",
+                )
+            )
+        self.raft_ports = raft_ports
+        self.worker_index: Optional[int] = None
+        self.client_index: Optional[int] = None
+        self.killed: list[int] = []  # indexes of the nodes kill9() hit, in order
+
+    # ---- the nodes the SDK talks to -----------------------------------------------------
+
+    @property
+    def worker_node(self) -> EndureServer:
+        assert self.worker_index is not None, "cluster not started"
+        return self.nodes[self.worker_index]
+
+    @property
+    def client_node(self) -> EndureServer:
+        assert self.client_index is not None, "cluster not started"
+        return self.nodes[self.client_index]
+
+    @property
+    def endpoint(self) -> str:
+        return self.client_node.endpoint
+
+    @property
+    def worker_endpoint(self) -> str:
+        return self.worker_node.endpoint
+
+    @property
+    def grpc_port(self) -> int:
+        return self.client_node.grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self.client_node.http_port
+
+    @property
+    def data_dir(self) -> Path:
+        return self.client_node.data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.client_node.pid
+
+    def is_running(self) -> bool:
+        return all(n.is_running() for n in self.nodes)
+
+    # ---- Raft state, through `endure cluster status` ------------------------------------
+
+    def status(self) -> list[dict]:
+        """One dict per running node that answered (`nodeId`, `state`, `leaderId`, `term`,
+        ...), as printed by `endure cluster status --output json`."""
+        running = [n for n in self.nodes if n.is_running()]
+        if not running:
+            return []
+        cmd = [
+            self.binary,
+            "cluster",
+            "status",
+            "--endpoint",
+            ",".join(f"http://{n.endpoint}" for n in running),
+            "--output",
+            "json",
+            "--timeout",
+            "3",
+        ]
+        try:
+            # Exits non-zero when a node does not answer, but still prints the others.
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+            data = json.loads(out)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return []
+        if not isinstance(data, list):
+            return []
+        return [d for d in data if isinstance(d, dict) and "nodeId" in d and "error" not in d]
+
+    def _index_of(self, node_id) -> Optional[int]:
+        try:
+            i = int(node_id) - 1
+        except (TypeError, ValueError):
+            return None
+        return i if 0 <= i < len(self.nodes) else None
+
+    def leader_index(self, statuses: Optional[list[dict]] = None) -> Optional[int]:
+        """Index in `.nodes` of the node that says it leads in the newest term, or None
+        (no leader right now, or an election in progress)."""
+        statuses = self.status() if statuses is None else statuses
+        if not statuses:
+            return None
+        top = max(d.get("term") or 0 for d in statuses)
+        leaders = [d for d in statuses if d.get("state") == "Leader" and d.get("term") == top]
+        if len(leaders) != 1:
+            return None
+        return self._index_of(leaders[0].get("nodeId"))
+
+    def follower_indexes(self) -> list[int]:
+        leader = self.leader_index()
+        return [i for i, n in enumerate(self.nodes) if i != leader and n.is_running()]
+
+    def wait_for_leader(self, timeout_s: float = READY_TIMEOUT_S) -> int:
+        """Wait until a leader exists and every running node answers and names it;
+        returns its index."""
+        deadline = time.monotonic() + timeout_s
+        last: list[dict] = []
+        while True:
+            for i, n in enumerate(self.nodes):
+                if n.proc is not None and not n.is_running() and i not in self.killed:
+                    raise ServerError(f"{n.name} exited with code {n.proc.poll()}\n" + n.log_tail())
+            last = self.status()
+            leader = self.leader_index(last)
+            running = sum(1 for n in self.nodes if n.is_running())
+            if leader is not None and len(last) == running:
+                leader_id = leader + 1
+                if all(d.get("leaderId") == leader_id for d in last):
+                    return leader
+            if time.monotonic() >= deadline:
+                raise ServerError(
+                    f"no Raft leader known to every running node within {timeout_s:.0f}s; "
+                    f"last status: {json.dumps(last)}\n" + self.log_tail()
+                )
+            time.sleep(0.2)
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 2 * READY_TIMEOUT_S) -> "EndureCluster":
+        deadline = time.monotonic() + timeout_s
+        try:
+            # A node opens its gRPC port only once it knows a leader: spawn them all first.
+            for n in self.nodes:
+                n.spawn()
+            for n in self.nodes:
+                n.wait_ready(deadline)
+            leader = self.wait_for_leader(max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+        followers = [i for i in range(len(self.nodes)) if i != leader]
+        self.worker_index, self.client_index = followers[0], followers[1]
+        self.worker_node.name += " (worker's node)"
+        self.client_node.name += " (client's node)"
+        for n in self.nodes:
+            n._append_log(
+                f"===== cluster up: leader node {leader + 1}, worker on node "
+                f"{self.worker_index + 1}, client on node {self.client_index + 1} =====\n"
+            )
+        return self
+
+    def kill9(self, timeout_s: float = READY_TIMEOUT_S, wait_for_new_leader: bool = True) -> int:
+        """SIGKILL the node that leads now (waiting for one if an election is under way)
+        and remember it for `restart()`. Returns its index.
+
+        Then (unless `wait_for_new_leader=False`) wait until the survivors have elected a
+        new leader: otherwise a `restart()` a second later races the election (timeout
+        ~1 s), the old leader often wins again, and nothing ever fails over."""
+        leader = self.wait_for_leader(timeout_s)
+        self.nodes[leader].kill9()
+        self.killed.append(leader)
+        for i, n in enumerate(self.nodes):
+            if i != leader:
+                n._append_log(f"===== test harness: leader node {leader + 1} killed with SIGKILL =====\n")
+        if wait_for_new_leader:
+            started = time.monotonic()
+            new = self.wait_for_leader(timeout_s)
+            for n in self.nodes:
+                if n.is_running():
+                    n._append_log(
+                        f"===== test harness: node {new + 1} leads {time.monotonic() - started:.2f}s "
+                        f"after node {leader + 1} was killed =====\n"
+                    )
+        return leader
+
+    def restart(self, timeout_s: float = 2 * READY_TIMEOUT_S) -> "EndureCluster":
+        """Start the node killed last again (same ports, flags, data dir); wait until it
+        serves gRPC and every node names the same leader."""
+        if not self.killed:
+            raise ServerError("restart(): no node of the cluster was killed")
+        deadline = time.monotonic() + timeout_s
+        node = self.nodes[self.killed[-1]]
+        if node.is_running():
+            node.stop()
+        node.spawn()
+        node.wait_ready(deadline)
+        self.wait_for_leader(max(1.0, deadline - time.monotonic()))
+        return self
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> list[Optional[int]]:
+        """SIGTERM every node at once, then wait for each. Returns their exit codes."""
+        for n in self.nodes:
+            n.terminate()
+        return [n.stop(timeout_s) for n in self.nodes]
+
+    # ---- logs -------------------------------------------------------------------------
+
+    def log_size(self) -> list[int]:
+        return [n.log_size() for n in self.nodes]
+
+    def _offsets(self, offset) -> list[int]:
+        if isinstance(offset, (list, tuple)):
+            return list(offset) + [0] * (len(self.nodes) - len(offset))
+        return [offset] * len(self.nodes)
+
+    def log_text(self, offset=0) -> str:
+        return "\n".join(
+            f"----- {n.name} -----\n{n.log_text(o)}"
+            for n, o in zip(self.nodes, self._offsets(offset))
+        )
+
+    def log_tail(self, max_bytes: int = LOG_TAIL_BYTES, offset=0) -> str:
+        """Every node's log tail, labelled (`offset`: one int, or one per node)."""
+        return "\n".join(
+            n.log_tail(max_bytes=max_bytes, offset=o)
+            for n, o in zip(self.nodes, self._offsets(offset))
+        )
 
 
 @atexit.register

@@ -1,6 +1,11 @@
 """kill -9 of the server while workflows run; restart on the same data dir; the SDK worker
 reconnects by itself and every workflow must finish with exactly the right output.
-Activities may run more than once (at-least-once), within reason."""
+Activities may run more than once (at-least-once), within reason.
+
+With ENDURE_CLUSTER_NODES=3 the same test runs against a 3-node cluster: `kill9()` kills
+the current leader (never the nodes the worker and the client talk to, unless one of them
+leads by then) and waits for the survivors to elect a new one; `restart()` brings the old
+leader back as a follower. The assertions are the same in both modes."""
 
 from __future__ import annotations
 

@@ -1,18 +1,54 @@
-//! The HTTP front end (being written): Dapr's workflow HTTP API, health, readiness, metrics.
+//! The HTTP front end: Dapr's workflow HTTP API, health, readiness, metrics and cluster
+//! status, served with hyper (HTTP/1.1 and cleartext HTTP/2).
+//!
+//! - [`router`]: method and path → route, 404 and 405.
+//! - [`workflow`]: the Dapr workflow routes, over the shared gRPC `Sidecar`.
+//! - [`ops`]: health, readiness, metadata, metrics, cluster status.
+//! - [`errors`]: Dapr's error bodies and the one gRPC status → HTTP mapping.
 
+pub mod errors;
+pub mod ops;
+pub mod router;
+pub mod workflow;
+
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use endure_raft::node::Node;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
 
 use crate::grpc::Sidecar;
+
+/// Most HTTP connections served at once; further clients wait in the listen backlog
+/// instead of exhausting file descriptors (as mini-redis bounds `MAX_CONNECTIONS`).
+pub const MAX_CONNECTIONS: usize = 1_024;
+/// How long an HTTP/1 client may take to send its request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Every answer has a fully buffered body: the API's bodies are small JSON documents.
+pub type Response = hyper::Response<Full<Bytes>>;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
     /// The gRPC service's operations, reused so both front ends behave the same.
     pub sidecar: Sidecar,
+    /// The Raft node: readiness (is a leader known?) and `/cluster/status` read it.
     pub node: Node,
     /// Renders the Prometheus text exposition.
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
@@ -20,9 +56,99 @@ pub struct HttpState {
     pub max_body_bytes: usize,
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: HttpState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let _ = (listener, state);
-    let _ = shutdown.changed().await;
+/// Serves HTTP on `listener` until `shutdown` turns true; then stops accepting, lets open
+/// requests finish for up to [`SHUTDOWN_GRACE`], and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    while let Some((stream, slot)) = next_connection(&listener, &slots, &mut shutdown).await {
+        // Small JSON answers must not wait for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(router::handle(state, request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%error, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    info!("HTTP stopped accepting; finishing open requests");
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("HTTP requests still open after the grace period; closing them"),
+    }
     Ok(())
+}
+
+/// The next accepted connection and the slot it holds, or `None` once shutdown begins.
+async fn next_connection(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return None;
+        }
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.ok()?,
+            _ = shutdown.changed() => return None,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => return Some((stream, slot)),
+                Err(error) => {
+                    warn!(%error, "cannot accept an HTTP connection; retrying");
+                    tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// A JSON answer; serializing our own body types cannot fail.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).expect("response bodies serialize");
+    let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A text answer with the given content type.
+pub fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// An answer without a body (204).
+pub fn empty_response(status: StatusCode) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
 }
