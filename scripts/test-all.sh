@@ -12,10 +12,13 @@ cargo test --release --locked --workspace
 
 export ENDURE_BIN="$CARGO_TARGET_DIR/release/endure"
 
-echo "== Dapr Python SDK compatibility suite (dapr-ext-workflow)"
+echo "== Dapr Python SDK compatibility suite (dapr-ext-workflow), one node and three"
 bash tests/compat/run_compat.sh
 
 echo "== peer suite: durabletask-dapr 0.17.4 e2e tests"
 bash tests/compat/run_peer_suite.sh
+
+echo "== deploy/: manifests agree with the binary; the local cluster script works"
+bash tests/deploy/run.sh
 
 echo "== all tests passed"
