@@ -1,0 +1,121 @@
+//! Operations routes: Dapr's health and metadata endpoints (SDKs probe them before calling
+//! the workflow API), liveness and readiness for orchestrators such as Kubernetes,
+//! Prometheus metrics, and the Raft cluster as this node sees it.
+
+use hyper::StatusCode;
+use serde::Serialize;
+
+use super::errors::ApiError;
+use super::{empty_response, json_response, text_response, HttpState, Response};
+
+/// The Prometheus text exposition format, version 0.0.4.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /v1.0/healthz`: Dapr answers 204 when the sidecar is up.
+pub fn dapr_health() -> Response {
+    empty_response(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1.0/metadata`: enough of Dapr's metadata for SDK health checks (the JS SDK only
+/// waits for a 200).
+pub fn dapr_metadata() -> Response {
+    let body = serde_json::json!({
+        "id": "endure",
+        "runtimeVersion": env!("CARGO_PKG_VERSION"),
+        "enabledFeatures": [],
+        "extended": {},
+    });
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /healthz`: the process runs and serves HTTP; says nothing about Raft.
+pub fn live() -> Response {
+    text_response(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        "ok".to_string(),
+    )
+}
+
+/// `GET /readyz`: ready when a Raft leader is known and the node is not shutting down, so
+/// workflow requests can be served (or, in a cluster, forwarded) now.
+pub fn ready(state: &HttpState) -> Result<Response, ApiError> {
+    if *state.sidecar.shutdown.borrow() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ERR_NOT_READY",
+            "the node is shutting down",
+        ));
+    }
+    // Copy the leader out: the metrics borrow must not be held across anything.
+    let leader = state.node.raft.metrics().borrow().current_leader;
+    match leader {
+        Some(_) => Ok(text_response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok".to_string(),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ERR_NOT_READY",
+            "no Raft leader is known to this node yet",
+        )),
+    }
+}
+
+/// `GET /metrics`: the Prometheus exposition of every metric the node records.
+pub fn metrics(state: &HttpState) -> Response {
+    text_response(
+        StatusCode::OK,
+        PROMETHEUS_CONTENT_TYPE,
+        (state.render_metrics)(),
+    )
+}
+
+/// One member of the cluster, as `/cluster/status` lists it.
+#[derive(Debug, Serialize)]
+struct Member {
+    id: u64,
+    address: String,
+    /// `voter` or `learner`.
+    role: String,
+}
+
+/// `/cluster/status` body: the same facts as the gRPC `Admin.ClusterStatus`, for curl.
+#[derive(Debug, Serialize)]
+struct ClusterStatusBody {
+    node_id: u64,
+    /// `null` while no leader is known.
+    leader_id: Option<u64>,
+    term: u64,
+    members: Vec<Member>,
+    last_log_index: u64,
+    committed_index: u64,
+    applied_index: u64,
+    /// Raft state: `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    state: String,
+}
+
+/// `GET /cluster/status`: this node's Raft view as JSON.
+pub fn cluster_status(state: &HttpState) -> Response {
+    let status = crate::admin::cluster_status(&state.node);
+    let body = ClusterStatusBody {
+        node_id: status.node_id,
+        leader_id: status.leader_id,
+        term: status.term,
+        members: status
+            .members
+            .into_iter()
+            .map(|member| Member {
+                id: member.node_id,
+                address: member.address,
+                role: member.role,
+            })
+            .collect(),
+        last_log_index: status.last_log_index,
+        committed_index: status.committed_index,
+        applied_index: status.applied_index,
+        state: status.state,
+    };
+    json_response(StatusCode::OK, &body)
+}
