@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// Address of the SDK-facing gRPC service.
     #[arg(long, env = "ENDURE_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
-    /// Address of the HTTP API (reserved: the workflow HTTP API is not served yet).
+    /// Address of the HTTP API: Dapr's workflow API, /metrics, /healthz, /readyz.
     #[arg(long, env = "ENDURE_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// This node's Raft ID (never reuse one).

@@ -145,7 +145,7 @@ fn status_json(endpoint: &str, status: &ClusterStatus) -> Value {
     let members: Vec<Value> = status
         .members
         .iter()
-        .map(|m| json!({ "nodeId": m.node_id, "address": m.address, "role": m.role }))
+        .map(|m| json!({ "nodeId": m.node_id, "address": m.address, "role": m.role, "matchedIndex": m.matched_index }))
         .collect();
     json!({
         "endpoint": endpoint,
@@ -156,6 +156,8 @@ fn status_json(endpoint: &str, status: &ClusterStatus) -> Value {
         "lastLogIndex": status.last_log_index,
         "committedIndex": status.committed_index,
         "appliedIndex": status.applied_index,
+        "snapshotIndex": status.snapshot_index,
+        "purgedIndex": status.purged_index,
         "members": members,
     })
 }
@@ -170,6 +172,7 @@ mod tests {
             node_id,
             address: format!("10.0.0.{node_id}:50001"),
             role: if node_id == 3 { "learner" } else { "voter" }.into(),
+            matched_index: None,
         };
         ClusterStatus {
             node_id: 2,
@@ -180,6 +183,8 @@ mod tests {
             committed_index: 11,
             applied_index: 10,
             state: "Follower".into(),
+            snapshot_index: 0,
+            purged_index: 0,
         }
     }
 

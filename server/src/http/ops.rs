@@ -79,6 +79,9 @@ struct Member {
     address: String,
     /// `voter` or `learner`.
     role: String,
+    /// On the leader: the highest log index this member is known to hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_index: Option<u64>,
 }
 
 /// `/cluster/status` body: the same facts as the gRPC `Admin.ClusterStatus`, for curl.
@@ -94,6 +97,10 @@ struct ClusterStatusBody {
     applied_index: u64,
     /// Raft state: `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     state: String,
+    /// Last log index covered by this node's snapshot (0: none).
+    snapshot_index: u64,
+    /// Log purged up to this index (0: none).
+    purged_index: u64,
 }
 
 /// `GET /cluster/status`: this node's Raft view as JSON.
@@ -110,12 +117,15 @@ pub fn cluster_status(state: &HttpState) -> Response {
                 id: member.node_id,
                 address: member.address,
                 role: member.role,
+                matched_index: member.matched_index,
             })
             .collect(),
         last_log_index: status.last_log_index,
         committed_index: status.committed_index,
         applied_index: status.applied_index,
         state: status.state,
+        snapshot_index: status.snapshot_index,
+        purged_index: status.purged_index,
     };
     json_response(StatusCode::OK, &body)
 }

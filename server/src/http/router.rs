@@ -137,12 +137,45 @@ fn workflow_route(segments: &[&str]) -> Option<Route> {
     }
 }
 
-/// Answers one request; every failure becomes an error body, never a dropped connection.
+impl Route {
+    /// A bounded label for metrics: the route's template, never an ID or a name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Start { .. } => "start",
+            Route::Get { .. } => "get",
+            Route::Manage { action: Action::Terminate, .. } => "terminate",
+            Route::Manage { action: Action::Pause, .. } => "pause",
+            Route::Manage { action: Action::Resume, .. } => "resume",
+            Route::Manage { action: Action::Purge, .. } => "purge",
+            Route::RaiseEvent { .. } => "raise_event",
+            Route::DaprHealth => "dapr_healthz",
+            Route::DaprMetadata => "dapr_metadata",
+            Route::Live => "healthz",
+            Route::Ready => "readyz",
+            Route::Metrics => "metrics",
+            Route::ClusterStatus => "cluster_status",
+        }
+    }
+}
+
+/// Answers one request and records it in the HTTP request metrics.
 pub async fn handle(state: HttpState, request: Request<Incoming>) -> Response {
-    let route = match resolve(request.method(), request.uri().path()) {
-        Ok(route) => route,
-        Err(error) => return error.into_response(),
+    let started = std::time::Instant::now();
+    let route = resolve(request.method(), request.uri().path());
+    let label = route.as_ref().map(Route::label).unwrap_or("unmatched");
+    let response = match route {
+        Ok(route) => answer(state, route, request).await,
+        Err(error) => error.into_response(),
     };
+    metrics::counter!("endure_http_requests_total", "route" => label, "status" => response.status().as_u16().to_string())
+        .increment(1);
+    metrics::histogram!("endure_http_request_duration_seconds", "route" => label).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Answers one matched request; every failure becomes an error body, never a dropped
+/// connection.
+async fn answer(state: HttpState, route: Route, request: Request<Incoming>) -> Response {
     let result = match route {
         Route::Start { name } => workflow::start(&state, &name, request).await,
         Route::Get { instance_id } => workflow::get(&state, &instance_id).await,
