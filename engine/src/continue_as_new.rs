@@ -52,7 +52,10 @@ pub fn apply(
         execution_id: record.execution_id.clone(),
         ..NewInstance::default()
     };
-    let mut started = event(ctx.now, EventType::ExecutionStarted(execution_started(&spec)));
+    let mut started = event(
+        ctx.now,
+        EventType::ExecutionStarted(execution_started(&spec)),
+    );
     started.router = record.router.clone();
     tx.push_inbox(&mut record, started);
     for carried in complete.carryover_events.iter().chain(leftover.iter()) {

@@ -87,7 +87,11 @@ pub fn complete_turn(turn: &Turn, response: OrchestratorResponse) -> CompleteTur
 }
 
 /// The work item of a pending activity.
-pub fn activity_request(instance_id: &str, task_id: i32, activity: &ActivityRecord) -> ActivityRequest {
+pub fn activity_request(
+    instance_id: &str,
+    task_id: i32,
+    activity: &ActivityRecord,
+) -> ActivityRequest {
     ActivityRequest {
         name: activity.name.clone(),
         version: activity.version.clone(),

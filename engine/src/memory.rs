@@ -38,31 +38,51 @@ impl MemoryTables {
     fn commit_one(&mut self, write: &Write) {
         match write {
             Write::PutInstance(record) => {
-                self.instances.insert(record.instance_id.clone(), record.clone());
+                self.instances
+                    .insert(record.instance_id.clone(), record.clone());
             }
             Write::DeleteInstance(id) => {
                 self.instances.remove(id);
             }
-            Write::PutHistory { instance_id, seq, event } => {
-                self.history.insert((instance_id.clone(), *seq), event.clone());
+            Write::PutHistory {
+                instance_id,
+                seq,
+                event,
+            } => {
+                self.history
+                    .insert((instance_id.clone(), *seq), event.clone());
             }
             Write::DeleteHistory { instance_id } => {
                 self.history.retain(|(id, _), _| id != instance_id);
             }
-            Write::PutInbox { instance_id, seq, event } => {
-                self.inbox.insert((instance_id.clone(), *seq), event.clone());
+            Write::PutInbox {
+                instance_id,
+                seq,
+                event,
+            } => {
+                self.inbox
+                    .insert((instance_id.clone(), *seq), event.clone());
             }
             Write::DeleteInbox { instance_id, seq } => {
                 self.inbox.remove(&(instance_id.clone(), *seq));
             }
-            Write::PutActivity { instance_id, task_id, record } => {
-                self.activities.insert((instance_id.clone(), *task_id), record.clone());
+            Write::PutActivity {
+                instance_id,
+                task_id,
+                record,
+            } => {
+                self.activities
+                    .insert((instance_id.clone(), *task_id), record.clone());
             }
-            Write::DeleteActivity { instance_id, task_id } => {
+            Write::DeleteActivity {
+                instance_id,
+                task_id,
+            } => {
                 self.activities.remove(&(instance_id.clone(), *task_id));
             }
             Write::PutTimer { key, record } => {
-                self.timers.insert(order(key), (key.clone(), record.clone()));
+                self.timers
+                    .insert(order(key), (key.clone(), record.clone()));
             }
             Write::DeleteTimer { key } => {
                 self.timers.remove(&order(key));
@@ -111,6 +131,9 @@ impl StateView for MemoryTables {
     }
 
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, Error> {
-        Ok(self.timers.get(&order(key)).map(|(_, record)| record.clone()))
+        Ok(self
+            .timers
+            .get(&order(key))
+            .map(|(_, record)| record.clone()))
     }
 }

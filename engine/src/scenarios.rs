@@ -32,7 +32,11 @@ fn sv(s: &str) -> Option<String> {
 
 impl Harness {
     fn new() -> Self {
-        Harness { tables: MemoryTables::default(), now_secs: 1_000, index: 0 }
+        Harness {
+            tables: MemoryTables::default(),
+            now_secs: 1_000,
+            index: 0,
+        }
     }
 
     fn run(&mut self, kind: Kind) -> Applied {
@@ -43,7 +47,14 @@ impl Harness {
             id_seed: format!("seed-{}", self.index),
             kind: Some(kind),
         };
-        let applied = apply(&self.tables, &command, &EntryMeta { log_index: self.index }).unwrap();
+        let applied = apply(
+            &self.tables,
+            &command,
+            &EntryMeta {
+                log_index: self.index,
+            },
+        )
+        .unwrap();
         self.tables.commit(&applied.writes);
         applied
     }
@@ -62,7 +73,11 @@ impl Harness {
     }
 
     fn record(&self, id: &str) -> InstanceRecord {
-        self.tables.instances.get(id).cloned().expect("instance exists")
+        self.tables
+            .instances
+            .get(id)
+            .cloned()
+            .expect("instance exists")
     }
 
     fn status(&self, id: &str) -> OrchestrationStatus {
@@ -83,7 +98,11 @@ impl Harness {
     }
 
     fn answer(&mut self, turn: &Turn, actions: Vec<OrchestratorAction>) -> Outcome {
-        let response = OrchestratorResponse { instance_id: turn.request.instance_id.clone(), actions, ..Default::default() };
+        let response = OrchestratorResponse {
+            instance_id: turn.request.instance_id.clone(),
+            actions,
+            ..Default::default()
+        };
         self.outcome(Kind::CompleteTurn(dispatch::complete_turn(turn, response)))
     }
 
@@ -118,33 +137,62 @@ fn render_one(event: &HistoryEvent) -> String {
         EventType::OrchestratorStarted(_) => format!("{id} OrchestratorStarted"),
         EventType::ExecutionStarted(e) => format!("{id} ExecutionStarted {} {:?}", e.name, e.input),
         EventType::TaskScheduled(e) => format!("{id} TaskScheduled {}", e.name),
-        EventType::TaskCompleted(e) => format!("{id} TaskCompleted #{} {:?}", e.task_scheduled_id, e.result),
+        EventType::TaskCompleted(e) => {
+            format!("{id} TaskCompleted #{} {:?}", e.task_scheduled_id, e.result)
+        }
         EventType::TaskFailed(e) => format!("{id} TaskFailed #{}", e.task_scheduled_id),
         EventType::TimerCreated(_) => format!("{id} TimerCreated"),
         EventType::TimerFired(e) => format!("{id} TimerFired #{}", e.timer_id),
         EventType::EventRaised(e) => format!("{id} EventRaised {} {:?}", e.name, e.input),
-        EventType::ExecutionCompleted(e) => format!("{id} ExecutionCompleted {} {:?}", e.orchestration_status, e.result),
+        EventType::ExecutionCompleted(e) => format!(
+            "{id} ExecutionCompleted {} {:?}",
+            e.orchestration_status, e.result
+        ),
         EventType::ExecutionTerminated(e) => format!("{id} ExecutionTerminated {:?}", e.input),
         EventType::ExecutionSuspended(_) => format!("{id} ExecutionSuspended"),
         EventType::ExecutionResumed(_) => format!("{id} ExecutionResumed"),
-        EventType::SubOrchestrationInstanceCreated(e) => format!("{id} ChildCreated {}", e.instance_id),
-        EventType::SubOrchestrationInstanceCompleted(e) => format!("{id} ChildCompleted #{} {:?}", e.task_scheduled_id, e.result),
-        EventType::SubOrchestrationInstanceFailed(e) => format!("{id} ChildFailed #{}", e.task_scheduled_id),
+        EventType::SubOrchestrationInstanceCreated(e) => {
+            format!("{id} ChildCreated {}", e.instance_id)
+        }
+        EventType::SubOrchestrationInstanceCompleted(e) => format!(
+            "{id} ChildCompleted #{} {:?}",
+            e.task_scheduled_id, e.result
+        ),
+        EventType::SubOrchestrationInstanceFailed(e) => {
+            format!("{id} ChildFailed #{}", e.task_scheduled_id)
+        }
         EventType::ExecutionStalled(_) => format!("{id} ExecutionStalled"),
         other => format!("{id} {other:?}"),
     }
 }
 
 fn action(id: i32, kind: Action) -> OrchestratorAction {
-    OrchestratorAction { id, orchestrator_action_type: Some(kind), ..Default::default() }
+    OrchestratorAction {
+        id,
+        orchestrator_action_type: Some(kind),
+        ..Default::default()
+    }
 }
 
 fn schedule(id: i32, name: &str) -> OrchestratorAction {
-    action(id, Action::ScheduleTask(ScheduleTaskAction { name: name.into(), input: sv("\"in\""), ..Default::default() }))
+    action(
+        id,
+        Action::ScheduleTask(ScheduleTaskAction {
+            name: name.into(),
+            input: sv("\"in\""),
+            ..Default::default()
+        }),
+    )
 }
 
 fn timer(id: i32, fire_at: Timestamp) -> OrchestratorAction {
-    action(id, Action::CreateTimer(CreateTimerAction { fire_at: Some(fire_at), ..Default::default() }))
+    action(
+        id,
+        Action::CreateTimer(CreateTimerAction {
+            fire_at: Some(fire_at),
+            ..Default::default()
+        }),
+    )
 }
 
 fn complete(id: i32, status: OrchestrationStatus, result: Option<String>) -> OrchestratorAction {
@@ -176,14 +224,27 @@ fn activity_chain_records_every_step_once() {
     assert_eq!(h.status("wf"), OrchestrationStatus::Pending);
     let first = h.next_turn("wf").unwrap();
     assert!(first.request.past_events.is_empty());
-    assert_eq!(first.request.new_events.len(), 2, "OrchestratorStarted then ExecutionStarted");
+    assert_eq!(
+        first.request.new_events.len(),
+        2,
+        "OrchestratorStarted then ExecutionStarted"
+    );
     assert_eq!(h.answer(&first, vec![schedule(1, "Add")]), Outcome::OK);
     assert_eq!(h.status("wf"), OrchestrationStatus::Running);
-    assert!(h.next_turn("wf").is_none(), "nothing to do until the activity completes");
+    assert!(
+        h.next_turn("wf").is_none(),
+        "nothing to do until the activity completes"
+    );
     assert_eq!(h.complete_activity("wf", 1, "2"), Outcome::OK);
     let duplicate = h.complete_activity("wf", 1, "2");
     assert!(matches!(duplicate, Outcome::Rejected(r) if r.code == RejectionCode::Stale));
-    assert_eq!(h.turn("wf", vec![complete(2, OrchestrationStatus::Completed, sv("2"))]), Outcome::OK);
+    assert_eq!(
+        h.turn(
+            "wf",
+            vec![complete(2, OrchestrationStatus::Completed, sv("2"))]
+        ),
+        Outcome::OK
+    );
     assert_eq!(h.status("wf"), OrchestrationStatus::Completed);
     assert_eq!(h.record("wf").output, sv("2"));
     assert_eq!(
@@ -221,18 +282,26 @@ fn timers_fire_when_due_and_never_timers_stay() {
     let mut h = Harness::new();
     h.start("wf", "W", None);
     let due = ts(h.now_secs + 10);
-    let never = Timestamp { seconds: 253_402_300_799, nanos: 999_999_999 };
+    let never = Timestamp {
+        seconds: 253_402_300_799,
+        nanos: 999_999_999,
+    };
     h.turn("wf", vec![timer(1, due), timer(2, never)]);
     assert_eq!(h.tables.timers.len(), 2);
     // Proposing a timer before it is due changes nothing.
-    let early = h.outcome(Kind::FireTimers(FireTimers { timers: h.record("wf").timers.clone() }));
+    let early = h.outcome(Kind::FireTimers(FireTimers {
+        timers: h.record("wf").timers.clone(),
+    }));
     assert_eq!(early, Outcome::OK);
     assert_eq!(h.record("wf").inbox_len, 0);
     h.now_secs += 10;
     h.fire_due();
     assert_eq!(h.record("wf").inbox_len, 1);
     assert_eq!(h.tables.timers.len(), 1, "the 9999-12-31 timer stays armed");
-    h.turn("wf", vec![complete(3, OrchestrationStatus::Completed, None)]);
+    h.turn(
+        "wf",
+        vec![complete(3, OrchestrationStatus::Completed, None)],
+    );
     assert!(h.tables.timers.is_empty(), "the run's timers go with it");
     assert!(h.history("wf").contains("TimerFired #1"));
 }
@@ -243,8 +312,15 @@ fn continue_as_new_resets_history_and_keeps_unconsumed_events() {
     h.start("wf", "Loop", sv("0"));
     let turn = h.next_turn("wf").unwrap();
     let old_execution = h.record("wf").execution_id;
-    h.outcome(Kind::RaiseEvent(RaiseEvent { instance_id: "wf".into(), name: "e".into(), input: sv("5") }));
-    h.answer(&turn, vec![complete(1, OrchestrationStatus::ContinuedAsNew, sv("1"))]);
+    h.outcome(Kind::RaiseEvent(RaiseEvent {
+        instance_id: "wf".into(),
+        name: "e".into(),
+        input: sv("5"),
+    }));
+    h.answer(
+        &turn,
+        vec![complete(1, OrchestrationStatus::ContinuedAsNew, sv("1"))],
+    );
     let record = h.record("wf");
     assert_ne!(record.execution_id, old_execution);
     assert_eq!(record.history_len, 0);
@@ -274,12 +350,24 @@ fn child_results_reach_the_parent() {
     h.start("p", "Parent", None);
     h.turn("p", vec![child(1, "c1"), child(2, "")]);
     assert_eq!(h.status("c1"), OrchestrationStatus::Pending);
-    assert!(h.tables.instances.contains_key("p:0002"), "empty child IDs are generated");
-    h.turn("c1", vec![complete(1, OrchestrationStatus::Completed, sv("\"ok\""))]);
-    h.turn("p:0002", vec![complete(1, OrchestrationStatus::Failed, None)]);
+    assert!(
+        h.tables.instances.contains_key("p:0002"),
+        "empty child IDs are generated"
+    );
+    h.turn(
+        "c1",
+        vec![complete(1, OrchestrationStatus::Completed, sv("\"ok\""))],
+    );
+    h.turn(
+        "p:0002",
+        vec![complete(1, OrchestrationStatus::Failed, None)],
+    );
     let turn = h.next_turn("p").unwrap();
     let rendered = render(&turn.request.new_events);
-    assert!(rendered.contains("ChildCompleted #1 Some(\"\\\"ok\\\"\")"), "{rendered}");
+    assert!(
+        rendered.contains("ChildCompleted #1 Some(\"\\\"ok\\\"\")"),
+        "{rendered}"
+    );
     assert!(rendered.contains("ChildFailed #2"), "{rendered}");
 }
 
@@ -289,19 +377,39 @@ fn recursive_terminate_ends_children_and_purge_removes_all() {
     h.start("p", "Parent", None);
     h.turn("p", vec![child(1, "c")]);
     h.turn("c", vec![schedule(1, "Never")]);
-    let running = h.outcome(Kind::Purge(Purge { instance_id: "p".into(), recursive: true }));
+    let running = h.outcome(Kind::Purge(Purge {
+        instance_id: "p".into(),
+        recursive: true,
+    }));
     assert!(matches!(running, Outcome::Rejected(r) if r.code == RejectionCode::InvalidArgument));
-    let out = h.outcome(Kind::Terminate(Terminate { instance_id: "p".into(), output: sv("\"bye\""), recursive: true }));
+    let out = h.outcome(Kind::Terminate(Terminate {
+        instance_id: "p".into(),
+        output: sv("\"bye\""),
+        recursive: true,
+    }));
     assert_eq!(out, Outcome::OK);
     assert_eq!(h.status("p"), OrchestrationStatus::Terminated);
     assert_eq!(h.status("c"), OrchestrationStatus::Terminated);
     assert_eq!(h.record("c").output, sv("\"bye\""));
-    assert!(h.tables.activities.is_empty(), "the child's activity will never run");
-    let purged = h.outcome(Kind::Purge(Purge { instance_id: "p".into(), recursive: true }));
+    assert!(
+        h.tables.activities.is_empty(),
+        "the child's activity will never run"
+    );
+    let purged = h.outcome(Kind::Purge(Purge {
+        instance_id: "p".into(),
+        recursive: true,
+    }));
     assert_eq!(purged, Outcome::Applied { purged: 2 });
-    assert!(h.tables.instances.is_empty() && h.tables.history.is_empty() && h.tables.inbox.is_empty());
-    let missing = h.outcome(Kind::Terminate(Terminate { instance_id: "p".into(), ..Default::default() }));
-    assert!(matches!(missing, Outcome::Rejected(r) if r.code == RejectionCode::NotFound && r.message.contains("no such instance exists")));
+    assert!(
+        h.tables.instances.is_empty() && h.tables.history.is_empty() && h.tables.inbox.is_empty()
+    );
+    let missing = h.outcome(Kind::Terminate(Terminate {
+        instance_id: "p".into(),
+        ..Default::default()
+    }));
+    assert!(
+        matches!(missing, Outcome::Rejected(r) if r.code == RejectionCode::NotFound && r.message.contains("no such instance exists"))
+    );
 }
 
 #[test]
@@ -309,11 +417,21 @@ fn suspended_instances_run_no_turn_but_keep_events() {
     let mut h = Harness::new();
     h.start("wf", "W", None);
     h.turn("wf", vec![]);
-    h.outcome(Kind::Suspend(Suspend { instance_id: "wf".into(), reason: None }));
+    h.outcome(Kind::Suspend(Suspend {
+        instance_id: "wf".into(),
+        reason: None,
+    }));
     assert_eq!(h.status("wf"), OrchestrationStatus::Suspended);
-    h.outcome(Kind::RaiseEvent(RaiseEvent { instance_id: "wf".into(), name: "go".into(), input: None }));
+    h.outcome(Kind::RaiseEvent(RaiseEvent {
+        instance_id: "wf".into(),
+        name: "go".into(),
+        input: None,
+    }));
     assert!(h.next_turn("wf").is_none());
-    h.outcome(Kind::Resume(Resume { instance_id: "wf".into(), reason: None }));
+    h.outcome(Kind::Resume(Resume {
+        instance_id: "wf".into(),
+        reason: None,
+    }));
     assert_eq!(h.status("wf"), OrchestrationStatus::Running);
     let turn = h.next_turn("wf").unwrap();
     assert_eq!(
@@ -327,9 +445,14 @@ fn ids_are_reused_only_after_the_instance_ends() {
     let mut h = Harness::new();
     h.start("wf", "W", None);
     let again = h.start("wf", "W", None);
-    assert!(matches!(again, Outcome::Rejected(r) if r.code == RejectionCode::AlreadyExists && r.message.contains("already exists")));
+    assert!(
+        matches!(again, Outcome::Rejected(r) if r.code == RejectionCode::AlreadyExists && r.message.contains("already exists"))
+    );
     let first_execution = h.record("wf").execution_id;
-    h.turn("wf", vec![complete(1, OrchestrationStatus::Completed, None)]);
+    h.turn(
+        "wf",
+        vec![complete(1, OrchestrationStatus::Completed, None)],
+    );
     assert_eq!(h.start("wf", "W", sv("2")), Outcome::OK);
     assert_ne!(h.record("wf").execution_id, first_execution);
     assert_eq!(h.record("wf").history_len, 0);
@@ -346,7 +469,9 @@ fn scheduled_start_waits_for_its_timer() {
         scheduled_start: Some(at),
         ..Default::default()
     }));
-    assert!(applied.effects.contains(&Effect::TimerArmed { fire_at: at }));
+    assert!(applied
+        .effects
+        .contains(&Effect::TimerArmed { fire_at: at }));
     assert!(h.next_turn("wf").is_none());
     h.now_secs += 60;
     h.fire_due();
@@ -360,16 +485,31 @@ fn version_is_persisted_and_version_not_available_stalls() {
     let turn = h.next_turn("wf").unwrap();
     let response = OrchestratorResponse {
         instance_id: "wf".into(),
-        actions: vec![action(1, Action::OrchestratorVersionNotAvailable(Default::default()))],
-        version: Some(endure_proto::OrchestrationVersion { patches: vec!["p1".into()], name: Some("v2".into()) }),
+        actions: vec![action(
+            1,
+            Action::OrchestratorVersionNotAvailable(Default::default()),
+        )],
+        version: Some(endure_proto::OrchestrationVersion {
+            patches: vec!["p1".into()],
+            name: Some("v2".into()),
+        }),
         ..Default::default()
     };
     h.outcome(Kind::CompleteTurn(dispatch::complete_turn(&turn, response)));
     assert_eq!(h.status("wf"), OrchestrationStatus::Stalled);
     let history = crate::StateView::history(&h.tables, "wf").unwrap();
-    let Some(EventType::OrchestratorStarted(started)) = &history[0].event_type else { panic!() };
-    assert_eq!(started.version.as_ref().unwrap().patches, vec!["p1".to_string()]);
-    let raise = h.outcome(Kind::RaiseEvent(RaiseEvent { instance_id: "wf".into(), name: "x".into(), input: None }));
+    let Some(EventType::OrchestratorStarted(started)) = &history[0].event_type else {
+        panic!()
+    };
+    assert_eq!(
+        started.version.as_ref().unwrap().patches,
+        vec!["p1".to_string()]
+    );
+    let raise = h.outcome(Kind::RaiseEvent(RaiseEvent {
+        instance_id: "wf".into(),
+        name: "x".into(),
+        input: None,
+    }));
     assert!(matches!(raise, Outcome::Rejected(r) if r.message.contains("stalled")));
 }
 
@@ -384,7 +524,11 @@ fn failed_activity_is_recorded_as_task_failed() {
         execution_id,
         task_id: 1,
         result: None,
-        failure_details: Some(TaskFailureDetails { error_type: "ValueError".into(), error_message: "boom".into(), ..Default::default() }),
+        failure_details: Some(TaskFailureDetails {
+            error_type: "ValueError".into(),
+            error_message: "boom".into(),
+            ..Default::default()
+        }),
     }));
     let turn = h.next_turn("wf").unwrap();
     assert!(render(&turn.request.new_events).contains("TaskFailed #1"));
@@ -393,7 +537,11 @@ fn failed_activity_is_recorded_as_task_failed() {
 #[test]
 fn status_transitions_are_reported_as_effects() {
     let mut h = Harness::new();
-    let started = h.run(Kind::StartInstance(StartInstance { instance_id: "wf".into(), name: "W".into(), ..Default::default() }));
+    let started = h.run(Kind::StartInstance(StartInstance {
+        instance_id: "wf".into(),
+        name: "W".into(),
+        ..Default::default()
+    }));
     let pending = OrchestrationStatus::Pending as i32;
     assert!(started.effects.contains(&Effect::StatusChanged {
         instance_id: "wf".into(),
@@ -402,10 +550,19 @@ fn status_transitions_are_reported_as_effects() {
         to: Some(pending),
     }));
     let turn = h.next_turn("wf").unwrap();
-    let response = OrchestratorResponse { instance_id: "wf".into(), ..Default::default() };
+    let response = OrchestratorResponse {
+        instance_id: "wf".into(),
+        ..Default::default()
+    };
     let applied = h.run(Kind::CompleteTurn(dispatch::complete_turn(&turn, response)));
-    let transitions: Vec<_> = applied.effects.iter().filter(|e| matches!(e, Effect::StatusChanged { .. })).collect();
+    let transitions: Vec<_> = applied
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::StatusChanged { .. }))
+        .collect();
     assert_eq!(transitions.len(), 1, "{transitions:?}");
-    assert!(matches!(transitions[0], Effect::StatusChanged { from: Some(f), to: Some(t), .. }
-        if *f == pending && *t == OrchestrationStatus::Running as i32));
+    assert!(
+        matches!(transitions[0], Effect::StatusChanged { from: Some(f), to: Some(t), .. }
+        if *f == pending && *t == OrchestrationStatus::Running as i32)
+    );
 }

@@ -56,19 +56,49 @@ mod tests {
 
     #[test]
     fn next_after_is_strictly_later_at_micro_resolution() {
-        let last = Timestamp { seconds: 10, nanos: 999_999_500 };
-        let now = Timestamp { seconds: 10, nanos: 5 };
+        let last = Timestamp {
+            seconds: 10,
+            nanos: 999_999_500,
+        };
+        let now = Timestamp {
+            seconds: 10,
+            nanos: 5,
+        };
         let next = next_after(now, Some(&last));
         assert!(after(&next, &last));
-        assert_eq!(next, Timestamp { seconds: 11, nanos: 0 });
-        let later = Timestamp { seconds: 12, nanos: 1_234_567 };
-        assert_eq!(next_after(later, Some(&last)), Timestamp { seconds: 12, nanos: 1_234_000 });
+        assert_eq!(
+            next,
+            Timestamp {
+                seconds: 11,
+                nanos: 0
+            }
+        );
+        let later = Timestamp {
+            seconds: 12,
+            nanos: 1_234_567,
+        };
+        assert_eq!(
+            next_after(later, Some(&last)),
+            Timestamp {
+                seconds: 12,
+                nanos: 1_234_000
+            }
+        );
     }
 
     #[test]
     fn far_future_does_not_overflow() {
-        let never = Timestamp { seconds: 253_402_300_799, nanos: 999_999_999 };
+        let never = Timestamp {
+            seconds: 253_402_300_799,
+            nanos: 999_999_999,
+        };
         let later = add_nanos(&never, 1);
-        assert_eq!(later, Timestamp { seconds: 253_402_300_800, nanos: 0 });
+        assert_eq!(
+            later,
+            Timestamp {
+                seconds: 253_402_300_800,
+                nanos: 0
+            }
+        );
     }
 }

@@ -35,13 +35,19 @@ pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, done: &CompleteTurn) -> Result<Outcome,
         .filter(|(seq, _)| *seq < done.inbox_upto_seq)
         .collect();
     if consumed.is_empty() {
-        return Ok(Outcome::Rejected(stale(&done.instance_id, "the turn had no new events")));
+        return Ok(Outcome::Rejected(stale(
+            &done.instance_id,
+            "the turn had no new events",
+        )));
     }
     let started = OrchestratorStartedEvent {
         version: done.version.clone(),
     };
     let turn_time = done.turn_time.unwrap_or_default();
-    tx.append_history(&mut record, event(turn_time, EventType::OrchestratorStarted(started)));
+    tx.append_history(
+        &mut record,
+        event(turn_time, EventType::OrchestratorStarted(started)),
+    );
     for (seq, consumed_event) in consumed {
         tx.delete_inbox(&mut record, seq);
         tx.append_history(&mut record, consumed_event);
@@ -127,7 +133,14 @@ fn apply_action(
                 origin: timer.origin.clone().map(Into::into),
                 ..Default::default()
             };
-            append_action_event(tx, ctx, &mut record, id, EventType::TimerCreated(created), router);
+            append_action_event(
+                tx,
+                ctx,
+                &mut record,
+                id,
+                EventType::TimerCreated(created),
+                router,
+            );
             let key = TimerKey {
                 fire_at: Some(timer.fire_at.unwrap_or_default()),
                 instance_id: instance_id.to_string(),
@@ -140,7 +153,11 @@ fn apply_action(
             create_child(tx, ctx, record, action, child)?;
         }
         Some(Action::SendEvent(send)) => {
-            let target = send.instance.as_ref().map(|i| i.instance_id.clone()).unwrap_or_default();
+            let target = send
+                .instance
+                .as_ref()
+                .map(|i| i.instance_id.clone())
+                .unwrap_or_default();
             let sent = EventSentEvent {
                 instance_id: target.clone(),
                 name: send.name.clone(),
@@ -157,16 +174,27 @@ fn apply_action(
         Some(Action::TerminateOrchestration(terminate)) => {
             if let Some(target) = tx.instance(&terminate.instance_id)? {
                 if !is_terminal(target.status) {
-                    terminate_instance(tx, ctx, target, terminate.reason.clone(), terminate.recurse)?;
+                    terminate_instance(
+                        tx,
+                        ctx,
+                        target,
+                        terminate.reason.clone(),
+                        terminate.recurse,
+                    )?;
                 }
             }
         }
         Some(Action::OrchestratorVersionNotAvailable(_)) => {
             let stalled = ExecutionStalledEvent {
                 reason: STALLED_VERSION_NOT_AVAILABLE,
-                description: Some("the worker has no version of this workflow that fits its history".into()),
+                description: Some(
+                    "the worker has no version of this workflow that fits its history".into(),
+                ),
             };
-            tx.append_history(&mut record, event(ctx.now, EventType::ExecutionStalled(stalled)));
+            tx.append_history(
+                &mut record,
+                event(ctx.now, EventType::ExecutionStalled(stalled)),
+            );
             record.status = OrchestrationStatus::Stalled as i32;
             tx.put_instance(&record);
             return Ok(Flow::Stop);
@@ -222,7 +250,14 @@ fn schedule_task(
         task_execution_id: task.task_execution_id.clone(),
         ..Default::default()
     };
-    append_action_event(tx, ctx, record, action.id, EventType::TaskScheduled(scheduled), router.clone());
+    append_action_event(
+        tx,
+        ctx,
+        record,
+        action.id,
+        EventType::TaskScheduled(scheduled),
+        router.clone(),
+    );
     let activity = ActivityRecord {
         name: task.name.clone(),
         version: task.version.clone(),
@@ -294,7 +329,10 @@ fn create_child(
             ..Default::default()
         };
         let mut parent = tx.instance(&record.instance_id)?.unwrap_or(record);
-        tx.push_inbox(&mut parent, event(ctx.now, EventType::SubOrchestrationInstanceFailed(failed)));
+        tx.push_inbox(
+            &mut parent,
+            event(ctx.now, EventType::SubOrchestrationInstanceFailed(failed)),
+        );
         tx.put_instance(&parent);
     }
     Ok(())

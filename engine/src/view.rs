@@ -32,15 +32,40 @@ pub trait StateView {
 pub enum Write {
     PutInstance(InstanceRecord),
     DeleteInstance(String),
-    PutHistory { instance_id: String, seq: u64, event: HistoryEvent },
+    PutHistory {
+        instance_id: String,
+        seq: u64,
+        event: HistoryEvent,
+    },
     /// Removes every history event of the instance (continue-as-new, ID reuse, purge).
-    DeleteHistory { instance_id: String },
-    PutInbox { instance_id: String, seq: u64, event: HistoryEvent },
-    DeleteInbox { instance_id: String, seq: u64 },
-    PutActivity { instance_id: String, task_id: i32, record: ActivityRecord },
-    DeleteActivity { instance_id: String, task_id: i32 },
-    PutTimer { key: TimerKey, record: TimerRecord },
-    DeleteTimer { key: TimerKey },
+    DeleteHistory {
+        instance_id: String,
+    },
+    PutInbox {
+        instance_id: String,
+        seq: u64,
+        event: HistoryEvent,
+    },
+    DeleteInbox {
+        instance_id: String,
+        seq: u64,
+    },
+    PutActivity {
+        instance_id: String,
+        task_id: i32,
+        record: ActivityRecord,
+    },
+    DeleteActivity {
+        instance_id: String,
+        task_id: i32,
+    },
+    PutTimer {
+        key: TimerKey,
+        record: TimerRecord,
+    },
+    DeleteTimer {
+        key: TimerKey,
+    },
 }
 
 /// Ordered key of a timer inside the overlay.
@@ -112,7 +137,12 @@ impl<'a> Tx<'a> {
         let from = match self.instances.get(instance_id) {
             Some(cached) => cached.as_ref().map(|r| r.status),
             // A failed read here is reported by the apply's own reads of the same row.
-            None => self.view.instance(instance_id).ok().flatten().map(|r| r.status),
+            None => self
+                .view
+                .instance(instance_id)
+                .ok()
+                .flatten()
+                .map(|r| r.status),
         };
         if from != to {
             self.effect(Effect::StatusChanged {
@@ -179,12 +209,12 @@ impl<'a> Tx<'a> {
     }
 
     pub fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, Error> {
-        let mut merged: BTreeMap<u64, HistoryEvent> = if self.inbox_cleared.contains_key(instance_id)
-        {
-            BTreeMap::new()
-        } else {
-            self.view.inbox(instance_id)?.into_iter().collect()
-        };
+        let mut merged: BTreeMap<u64, HistoryEvent> =
+            if self.inbox_cleared.contains_key(instance_id) {
+                BTreeMap::new()
+            } else {
+                self.view.inbox(instance_id)?.into_iter().collect()
+            };
         let start = (instance_id.to_string(), 0);
         for ((id, seq), event) in self.inbox.range(start..) {
             if id != instance_id {
@@ -249,7 +279,11 @@ impl<'a> Tx<'a> {
         Ok(merged.into_iter().collect())
     }
 
-    pub fn activity(&self, instance_id: &str, task_id: i32) -> Result<Option<ActivityRecord>, Error> {
+    pub fn activity(
+        &self,
+        instance_id: &str,
+        task_id: i32,
+    ) -> Result<Option<ActivityRecord>, Error> {
         Ok(self
             .activities(instance_id)?
             .into_iter()
@@ -299,7 +333,8 @@ impl<'a> Tx<'a> {
         let value = TimerRecord {
             execution_id: record.execution_id.clone(),
         };
-        self.timers.insert(timer_sort_key(&key), Some(value.clone()));
+        self.timers
+            .insert(timer_sort_key(&key), Some(value.clone()));
         record.timers.push(key.clone());
         self.effect(Effect::TimerArmed {
             fire_at: key.fire_at.unwrap_or_default(),

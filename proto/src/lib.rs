@@ -132,7 +132,10 @@ mod tests {
         let req = GetWorkItemsRequest::decode(&[0x22, 0x02, 0x03, 0x02][..]).unwrap();
         assert_eq!(
             req.capabilities().collect::<Vec<_>>(),
-            [WorkerCapability::HealthPing, WorkerCapability::StatefulHistory]
+            [
+                WorkerCapability::HealthPing,
+                WorkerCapability::StatefulHistory
+            ]
         );
 
         // OrchestratorAction.createDetachedWorkflow = 11, orchestratorVersionNotAvailable = 10.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use endure_proto::endure::internal::raft_service_client::RaftServiceClient;
 use endure_proto::endure::internal::RaftMessage;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -56,7 +58,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let client = Endpoint::from_shared(format!("http://{}", node.addr))
             .map(|endpoint| {
-                let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+                let channel = endpoint
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
                 RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX)
             })
             .map_err(|e| format!("bad address {} of node {target}: {e}", node.addr));
@@ -64,12 +69,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-fn unreachable<E: std::error::Error>(reason: impl std::fmt::Display) -> RPCError<NodeId, BasicNode, E> {
+fn unreachable<E: std::error::Error>(
+    reason: impl std::fmt::Display,
+) -> RPCError<NodeId, BasicNode, E> {
     RPCError::Unreachable(Unreachable::new(&std::io::Error::other(reason.to_string())))
 }
 
-fn network_error<E: std::error::Error>(reason: impl std::fmt::Display) -> RPCError<NodeId, BasicNode, E> {
-    RPCError::Network(NetworkError::new(&std::io::Error::other(reason.to_string())))
+fn network_error<E: std::error::Error>(
+    reason: impl std::fmt::Display,
+) -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(
+        reason.to_string(),
+    )))
 }
 
 impl Connection {
@@ -78,7 +89,10 @@ impl Connection {
         &mut self,
         message: RaftMessage,
         option: &RPCOption,
-        send: impl AsyncFnOnce(&mut RaftServiceClient<Channel>, tonic::Request<RaftMessage>) -> Result<tonic::Response<RaftMessage>, tonic::Status>,
+        send: impl AsyncFnOnce(
+            &mut RaftServiceClient<Channel>,
+            tonic::Request<RaftMessage>,
+        ) -> Result<tonic::Response<RaftMessage>, tonic::Status>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Resp: DeserializeOwned,
@@ -95,8 +109,8 @@ impl Connection {
             }
             Err(status) => return Err(network_error(format!("node {target}: {status}"))),
         };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.json).map_err(|e| network_error(format!("bad reply from node {target}: {e}")))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
+            .map_err(|e| network_error(format!("bad reply from node {target}: {e}")))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
     }
 }
@@ -111,23 +125,49 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let meta = AppendMeta { vote: rpc.vote, prev_log_id: rpc.prev_log_id, leader_commit: rpc.leader_commit };
+        let meta = AppendMeta {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            leader_commit: rpc.leader_commit,
+        };
         let mut entries = Vec::with_capacity(rpc.entries.len());
         for entry in &rpc.entries {
             entries.push(codec::encode_entry(entry).map_err(|e| network_error(e))?);
         }
-        let message = RaftMessage { json: json(&meta), entries, data: Vec::new() };
-        self.call(message, &option, async |client, request| client.append_entries(request).await).await
+        let message = RaftMessage {
+            json: json(&meta),
+            entries,
+            data: Vec::new(),
+        };
+        self.call(message, &option, async |client, request| {
+            client.append_entries(request).await
+        })
+        .await
     }
 
     async fn install_snapshot(
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
-        let meta = SnapshotChunkMeta { vote: rpc.vote, meta: rpc.meta, offset: rpc.offset, done: rpc.done };
-        let message = RaftMessage { json: json(&meta), entries: Vec::new(), data: rpc.data };
-        self.call(message, &option, async |client, request| client.install_snapshot(request).await).await
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let meta = SnapshotChunkMeta {
+            vote: rpc.vote,
+            meta: rpc.meta,
+            offset: rpc.offset,
+            done: rpc.done,
+        };
+        let message = RaftMessage {
+            json: json(&meta),
+            entries: Vec::new(),
+            data: rpc.data,
+        };
+        self.call(message, &option, async |client, request| {
+            client.install_snapshot(request).await
+        })
+        .await
     }
 
     async fn vote(
@@ -135,7 +175,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let message = RaftMessage { json: json(&rpc), entries: Vec::new(), data: Vec::new() };
-        self.call(message, &option, async |client, request| client.vote(request).await).await
+        let message = RaftMessage {
+            json: json(&rpc),
+            entries: Vec::new(),
+            data: Vec::new(),
+        };
+        self.call(message, &option, async |client, request| {
+            client.vote(request).await
+        })
+        .await
     }
 }

@@ -77,11 +77,16 @@ async fn probe_peers(options: &NodeOptions) -> Existing {
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
             continue;
         };
-        let endpoint = endpoint.connect_timeout(PEER_PROBE_TIMEOUT).timeout(PEER_PROBE_TIMEOUT);
+        let endpoint = endpoint
+            .connect_timeout(PEER_PROBE_TIMEOUT)
+            .timeout(PEER_PROBE_TIMEOUT);
         let Ok(channel) = endpoint.connect().await else {
             continue;
         };
-        let Ok(status) = AdminClient::new(channel).cluster_status(ClusterStatusRequest {}).await else {
+        let Ok(status) = AdminClient::new(channel)
+            .cluster_status(ClusterStatusRequest {})
+            .await
+        else {
             continue;
         };
         let status = status.into_inner();
@@ -125,14 +130,24 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
     }
     .validate()
     .map_err(|e| StartError::Raft(e.to_string()))?;
-    let raft = Raft::new(options.node_id, Arc::new(config), Network, log_store, state_machine)
-        .await
-        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        options.node_id,
+        Arc::new(config),
+        Network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     let initialized = raft
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    let existing = if initialized || options.join { Existing::None } else { probe_peers(&options).await };
+    let existing = if initialized || options.join {
+        Existing::None
+    } else {
+        probe_peers(&options).await
+    };
     if let Existing::DataLost = existing {
         return Err(StartError::Raft(format!(
             "this node has no Raft state, but the leader has replicated to node {id} before: \
@@ -143,9 +158,18 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
     }
     if !initialized && !options.join && matches!(existing, Existing::None) {
         let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
-            BTreeMap::from([(options.node_id, BasicNode { addr: options.raft_addr.clone() })])
+            BTreeMap::from([(
+                options.node_id,
+                BasicNode {
+                    addr: options.raft_addr.clone(),
+                },
+            )])
         } else {
-            options.peers.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect()
+            options
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                .collect()
         };
         if !members.contains_key(&options.node_id) {
             return Err(StartError::Raft(format!(
@@ -154,7 +178,9 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
                 members.keys().collect::<Vec<_>>()
             )));
         }
-        raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        raft.initialize(members)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
     }
     Ok(Node {
         raft,

@@ -22,14 +22,22 @@ fn bad_request(what: &str, error: impl std::fmt::Display) -> Status {
 
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
     let json = serde_json::to_vec(result).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftMessage { json, entries: Vec::new(), data: Vec::new() }))
+    Ok(Response::new(RaftMessage {
+        json,
+        entries: Vec::new(),
+        data: Vec::new(),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftRpc {
-    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
-        let meta: AppendMeta = serde_json::from_slice(&message.json).map_err(|e| bad_request("append", e))?;
+        let meta: AppendMeta =
+            serde_json::from_slice(&message.json).map_err(|e| bad_request("append", e))?;
         let mut entries = Vec::with_capacity(message.entries.len());
         for bytes in &message.entries {
             entries.push(codec::decode_entry(bytes).map_err(|e| bad_request("entry", e))?);
@@ -44,14 +52,18 @@ impl RaftService for RaftRpc {
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: VoteRequest<NodeId> =
-            serde_json::from_slice(&request.into_inner().json).map_err(|e| bad_request("vote", e))?;
+        let rpc: VoteRequest<NodeId> = serde_json::from_slice(&request.into_inner().json)
+            .map_err(|e| bad_request("vote", e))?;
         reply(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
-        let meta: SnapshotChunkMeta = serde_json::from_slice(&message.json).map_err(|e| bad_request("snapshot", e))?;
+        let meta: SnapshotChunkMeta =
+            serde_json::from_slice(&message.json).map_err(|e| bad_request("snapshot", e))?;
         let rpc = InstallSnapshotRequest::<TypeConfig> {
             vote: meta.vote,
             meta: meta.meta,

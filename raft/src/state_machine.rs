@@ -52,7 +52,10 @@ impl Shared {
 
     /// Whether the node ID left the cluster before (IDs are never reused).
     pub fn is_retired(&self, node_id: NodeId) -> bool {
-        self.retired.lock().expect("lock poisoned").contains(&node_id)
+        self.retired
+            .lock()
+            .expect("lock poisoned")
+            .contains(&node_id)
     }
 
     /// The largest leader time applied so far: a proposer's clock must not go below it.
@@ -116,7 +119,10 @@ impl<S: Store> StateMachine<S> {
     fn apply_one(&mut self, entry: Entry) -> Result<Response, StorageError<NodeId>> {
         if let Some(last) = &self.meta.last_applied {
             // Invariant kept in release builds: entries apply once, in order.
-            assert!(entry.log_id.index > last.index, "applied index must strictly increase");
+            assert!(
+                entry.log_id.index > last.index,
+                "applied index must strictly increase"
+            );
         }
         self.meta.last_applied = Some(entry.log_id);
         let mut response = Response::default();
@@ -129,21 +135,32 @@ impl<S: Store> StateMachine<S> {
             }
             EntryPayload::Normal(request) => {
                 let command = request.0;
-                if let Some(endure_engine::records::command::Kind::RetireNode(retire)) = &command.kind {
+                if let Some(endure_engine::records::command::Kind::RetireNode(retire)) =
+                    &command.kind
+                {
                     self.meta.retired.insert(retire.node_id);
-                    self.shared.retired.lock().expect("lock poisoned").insert(retire.node_id);
+                    self.shared
+                        .retired
+                        .lock()
+                        .expect("lock poisoned")
+                        .insert(retire.node_id);
                 }
                 let leader_time = command.leader_time.unwrap_or_default();
-                let meta = EntryMeta { log_index: entry.log_id.index };
-                let applied = endure_engine::apply(self.store.as_ref(), &command, &meta)
-                    .map_err(io_error)?;
+                let meta = EntryMeta {
+                    log_index: entry.log_id.index,
+                };
+                let applied =
+                    endure_engine::apply(self.store.as_ref(), &command, &meta).map_err(io_error)?;
                 writes = applied.writes;
                 effects = applied.effects;
                 response = to_response(applied.outcome);
                 self.advance_leader_time(leader_time);
             }
         }
-        let appended = writes.iter().filter(|w| matches!(w, endure_engine::Write::PutHistory { .. })).count();
+        let appended = writes
+            .iter()
+            .filter(|w| matches!(w, endure_engine::Write::PutHistory { .. }))
+            .count();
         metrics::counter!("endure_history_events_appended_total").increment(appended as u64);
         let meta_bytes = serde_json::to_vec(&self.meta).map_err(io_error)?;
         self.store.commit(&writes, &meta_bytes).map_err(io_error)?;
@@ -165,14 +182,19 @@ impl<S: Store> StateMachine<S> {
 
 fn to_response(outcome: Option<Outcome>) -> Response {
     match outcome {
-        Some(Outcome::Applied { purged }) => Response { rejection: None, purged },
+        Some(Outcome::Applied { purged }) => Response {
+            rejection: None,
+            purged,
+        },
         Some(Outcome::Rejected(rejection)) => Response {
             rejection: Some(Rejection {
                 code: match rejection.code {
                     endure_engine::RejectionCode::NotFound => RejectionCode::NotFound,
                     endure_engine::RejectionCode::AlreadyExists => RejectionCode::AlreadyExists,
                     endure_engine::RejectionCode::InvalidArgument => RejectionCode::InvalidArgument,
-                    endure_engine::RejectionCode::FailedPrecondition => RejectionCode::FailedPrecondition,
+                    endure_engine::RejectionCode::FailedPrecondition => {
+                        RejectionCode::FailedPrecondition
+                    }
                     endure_engine::RejectionCode::Stale => RejectionCode::Stale,
                 },
                 message: rejection.message,
@@ -214,7 +236,9 @@ impl<S: Store> RaftSnapshotBuilder<TypeConfig> for StateMachine<S> {
 impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
         Ok((self.meta.last_applied, self.meta.membership.clone()))
     }
 
@@ -223,14 +247,19 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        entries.into_iter().map(|entry| self.apply_one(entry)).collect()
+        entries
+            .into_iter()
+            .map(|entry| self.apply_one(entry))
+            .collect()
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -250,7 +279,9 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let current = self.current_snapshot.lock().expect("lock poisoned").clone();
         Ok(current.map(|(meta, bytes)| Snapshot {
             meta,

@@ -21,26 +21,49 @@ fn raft_error(error: impl std::fmt::Display) -> Status {
 
 impl AdminService {
     fn voters(&self) -> std::collections::BTreeSet<u64> {
-        self.node.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+        self.node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
     }
 
     /// Adds the node as a learner, waits until it has caught up, then makes it a voter.
     async fn join(&self, request: JoinNodeRequest) -> Result<(), Status> {
         let id = request.node_id;
         if id == 0 || request.address.is_empty() {
-            return Err(Status::invalid_argument("a node ID (at least 1) and its raft address are required"));
+            return Err(Status::invalid_argument(
+                "a node ID (at least 1) and its raft address are required",
+            ));
         }
         if self.node.shared.is_retired(id) {
-            return Err(Status::already_exists(format!("node ID {id} belonged to a node that left; IDs are never reused")));
+            return Err(Status::already_exists(format!(
+                "node ID {id} belonged to a node that left; IDs are never reused"
+            )));
         }
         if self.voters().contains(&id) {
-            return Err(Status::already_exists(format!("node {id} is already a voter")));
+            return Err(Status::already_exists(format!(
+                "node {id} is already a voter"
+            )));
         }
-        let node = openraft::BasicNode { addr: request.address };
-        self.node.raft.add_learner(id, node, true).await.map_err(raft_error)?;
+        let node = openraft::BasicNode {
+            addr: request.address,
+        };
+        self.node
+            .raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(raft_error)?;
         let mut voters = self.voters();
         voters.insert(id);
-        self.node.raft.change_membership(voters, false).await.map_err(raft_error)?;
+        self.node
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(raft_error)?;
         Ok(())
     }
 
@@ -54,8 +77,15 @@ impl AdminService {
         if voters.is_empty() {
             return Err(Status::failed_precondition("the last voter cannot leave"));
         }
-        self.node.raft.change_membership(voters, false).await.map_err(raft_error)?;
-        let retire = endure_engine::records::command::Kind::RetireNode(endure_engine::records::RetireNode { node_id: id });
+        self.node
+            .raft
+            .change_membership(voters, false)
+            .await
+            .map_err(raft_error)?;
+        let retire =
+            endure_engine::records::command::Kind::RetireNode(endure_engine::records::RetireNode {
+                node_id: id,
+            });
         crate::grpc::status::check(self.sidecar.proposer.propose(retire).await)?;
         Ok(())
     }
@@ -71,7 +101,12 @@ pub fn cluster_status(node: &Node) -> ClusterStatus {
         .map(|(id, member)| ClusterMember {
             node_id: *id,
             address: member.addr.clone(),
-            role: if voters.contains(id) { "voter" } else { "learner" }.to_string(),
+            role: if voters.contains(id) {
+                "voter"
+            } else {
+                "learner"
+            }
+            .to_string(),
             matched_index: metrics
                 .replication
                 .as_ref()
@@ -110,7 +145,12 @@ fn committed_index(
             if *id == node_id {
                 metrics.last_log_index.unwrap_or(0)
             } else {
-                replication.get(id).copied().flatten().map(|log_id| log_id.index).unwrap_or(0)
+                replication
+                    .get(id)
+                    .copied()
+                    .flatten()
+                    .map(|log_id| log_id.index)
+                    .unwrap_or(0)
             }
         })
         .collect();
@@ -121,22 +161,37 @@ fn committed_index(
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn cluster_status(&self, _request: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn cluster_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         Ok(Response::new(cluster_status(&self.node)))
     }
 
-    async fn join_node(&self, request: Request<JoinNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn join_node(
+        &self,
+        request: Request<JoinNodeRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         if let Some(mut leader) = self.sidecar.forward.leader_for(&request)? {
-            return leader.admin.join_node(crate::forward::forwarded(request)).await;
+            return leader
+                .admin
+                .join_node(crate::forward::forwarded(request))
+                .await;
         }
         let _serialized = self.membership_lock.lock().await;
         self.join(request.into_inner()).await?;
         Ok(Response::new(cluster_status(&self.node)))
     }
 
-    async fn leave_node(&self, request: Request<LeaveNodeRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn leave_node(
+        &self,
+        request: Request<LeaveNodeRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         if let Some(mut leader) = self.sidecar.forward.leader_for(&request)? {
-            return leader.admin.leave_node(crate::forward::forwarded(request)).await;
+            return leader
+                .admin
+                .leave_node(crate::forward::forwarded(request))
+                .await;
         }
         let _serialized = self.membership_lock.lock().await;
         self.leave(request.into_inner()).await?;
@@ -150,7 +205,10 @@ impl Admin for AdminService {
         if self.sidecar.forward.leader_for(&request)?.is_some() {
             return Err(Status::unavailable("this node is not the leader; retry"));
         }
-        let started = self.sidecar.start(request.into_inner(), crate::grpc::StartWait::No).await?;
+        let started = self
+            .sidecar
+            .start(request.into_inner(), crate::grpc::StartWait::No)
+            .await?;
         Ok(Response::new(started))
     }
 }

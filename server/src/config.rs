@@ -116,19 +116,42 @@ impl Settings {
         };
         let raft_addr_given = args.raft_addr.is_some() || file.raft_addr.is_some();
         let settings = Settings {
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-            grpc_addr: args.grpc_addr.or(file.grpc_addr).unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().unwrap()),
-            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().unwrap()),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            grpc_addr: args
+                .grpc_addr
+                .or(file.grpc_addr)
+                .unwrap_or_else(|| DEFAULT_GRPC_ADDR.parse().unwrap()),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| DEFAULT_HTTP_ADDR.parse().unwrap()),
             node_id: args.node_id.or(file.node_id).unwrap_or(1),
-            raft_addr: args.raft_addr.or(file.raft_addr).unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().unwrap()),
-            peers: parse_peers(if args.peers.is_empty() { &file.peers } else { &args.peers })?,
+            raft_addr: args
+                .raft_addr
+                .or(file.raft_addr)
+                .unwrap_or_else(|| DEFAULT_RAFT_ADDR.parse().unwrap()),
+            peers: parse_peers(if args.peers.is_empty() {
+                &file.peers
+            } else {
+                &args.peers
+            })?,
             join: args.join || file.join,
-            serve_internal: raft_addr_given || args.join || file.join || !args.peers.is_empty() || !file.peers.is_empty(),
+            serve_internal: raft_addr_given
+                || args.join
+                || file.join
+                || !args.peers.is_empty()
+                || !file.peers.is_empty(),
             snapshot_logs: args
                 .snapshot_logs
                 .or(file.snapshot_logs)
                 .unwrap_or(endure_raft::node::SNAPSHOT_EVERY_LOG_ENTRIES),
-            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
             max_message_bytes: args
                 .max_message_bytes
                 .or(file.max_message_bytes)
@@ -161,12 +184,19 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
         let Some((id, addr)) = peer.split_once('=') else {
             bail!("--peer {peer:?} is not ID=HOST:PORT");
         };
-        let id: u64 = id.trim().parse().with_context(|| format!("--peer {peer:?}: the ID is not a number"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peer {peer:?}: the ID is not a number"))?;
         if id == 0 {
             bail!("--peer {peer:?}: node IDs start at 1");
         }
         let addr = addr.trim();
-        if addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .is_none()
+        {
             bail!("--peer {peer:?}: the address needs a port");
         }
         if parsed.insert(id, addr.to_string()).is_some() {
@@ -210,7 +240,11 @@ mod tests {
             assert!(parse_peers(&[bad.to_string()]).is_err(), "{bad}");
         }
         assert!(parse_peers(&["1=a:1".into(), "1=b:1".into()]).is_err());
-        let missing = Settings::resolve(ServeArgs { node_id: Some(3), peers: vec!["1=a:1".into()], ..ServeArgs::default() });
+        let missing = Settings::resolve(ServeArgs {
+            node_id: Some(3),
+            peers: vec!["1=a:1".into()],
+            ..ServeArgs::default()
+        });
         assert!(missing.is_err());
     }
 
@@ -219,9 +253,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "grcp_addr = \"x\"\n").unwrap();
-        let error = Settings::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
+        let error = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
         assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
-        let zero = Settings::resolve(ServeArgs { node_id: Some(0), ..ServeArgs::default() });
+        let zero = Settings::resolve(ServeArgs {
+            node_id: Some(0),
+            ..ServeArgs::default()
+        });
         assert!(zero.is_err());
     }
 }

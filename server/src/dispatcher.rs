@@ -33,12 +33,29 @@ const RESCAN_PAGE_INSTANCES: usize = 1_000;
 pub type WorkSender = mpsc::Sender<Result<WorkItem, Status>>;
 
 enum Message {
-    Connect { worker_id: u64, sender: WorkSender },
-    Disconnect { worker_id: u64 },
-    ResolveTurn { response: OrchestratorResponse, reply: oneshot::Sender<Result<CompleteTurn, String>> },
-    TurnDone { instance_id: String, token: String },
-    ResolveActivity { response: ActivityResponse, reply: oneshot::Sender<Result<CompleteActivity, String>> },
-    ActivityDone { instance_id: String, task_id: i32 },
+    Connect {
+        worker_id: u64,
+        sender: WorkSender,
+    },
+    Disconnect {
+        worker_id: u64,
+    },
+    ResolveTurn {
+        response: OrchestratorResponse,
+        reply: oneshot::Sender<Result<CompleteTurn, String>>,
+    },
+    TurnDone {
+        instance_id: String,
+        token: String,
+    },
+    ResolveActivity {
+        response: ActivityResponse,
+        reply: oneshot::Sender<Result<CompleteActivity, String>>,
+    },
+    ActivityDone {
+        instance_id: String,
+        task_id: i32,
+    },
 }
 
 /// Handle to the dispatcher task.
@@ -62,13 +79,17 @@ impl Handle {
     }
 
     /// The command that records a worker's answer to a turn, if it answers one in flight.
-    pub async fn resolve_turn(&self, response: OrchestratorResponse) -> Result<CompleteTurn, String> {
+    pub async fn resolve_turn(
+        &self,
+        response: OrchestratorResponse,
+    ) -> Result<CompleteTurn, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Message::ResolveTurn { response, reply })
             .await
             .map_err(|_| "the dispatcher has stopped".to_string())?;
-        rx.await.map_err(|_| "the dispatcher has stopped".to_string())?
+        rx.await
+            .map_err(|_| "the dispatcher has stopped".to_string())?
     }
 
     /// The turn's answer was proposed (applied or refused): the instance may run again.
@@ -76,18 +97,28 @@ impl Handle {
         let _ = self.tx.send(Message::TurnDone { instance_id, token }).await;
     }
 
-    pub async fn resolve_activity(&self, response: ActivityResponse) -> Result<CompleteActivity, String> {
+    pub async fn resolve_activity(
+        &self,
+        response: ActivityResponse,
+    ) -> Result<CompleteActivity, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Message::ResolveActivity { response, reply })
             .await
             .map_err(|_| "the dispatcher has stopped".to_string())?;
-        rx.await.map_err(|_| "the dispatcher has stopped".to_string())?
+        rx.await
+            .map_err(|_| "the dispatcher has stopped".to_string())?
     }
 
     /// The activity's answer was proposed (applied or refused).
     pub async fn activity_done(&self, instance_id: String, task_id: i32) {
-        let _ = self.tx.send(Message::ActivityDone { instance_id, task_id }).await;
+        let _ = self
+            .tx
+            .send(Message::ActivityDone {
+                instance_id,
+                task_id,
+            })
+            .await;
     }
 }
 
@@ -176,10 +207,14 @@ impl Dispatcher {
 
     fn publish_gauges(&self) {
         metrics::gauge!("endure_workers_connected").set(self.workers.len() as f64);
-        metrics::gauge!("endure_work_items_queued", "kind" => "turn").set(self.waiting_turns.len() as f64);
-        metrics::gauge!("endure_work_items_queued", "kind" => "activity").set(self.waiting_activities.len() as f64);
-        metrics::gauge!("endure_work_items_in_flight", "kind" => "turn").set(self.turns.len() as f64);
-        metrics::gauge!("endure_work_items_in_flight", "kind" => "activity").set(self.activities.len() as f64);
+        metrics::gauge!("endure_work_items_queued", "kind" => "turn")
+            .set(self.waiting_turns.len() as f64);
+        metrics::gauge!("endure_work_items_queued", "kind" => "activity")
+            .set(self.waiting_activities.len() as f64);
+        metrics::gauge!("endure_work_items_in_flight", "kind" => "turn")
+            .set(self.turns.len() as f64);
+        metrics::gauge!("endure_work_items_in_flight", "kind" => "activity")
+            .set(self.activities.len() as f64);
     }
 
     fn handle(&mut self, message: Message) {
@@ -200,7 +235,8 @@ impl Dispatcher {
                     .is_some_and(|t| t.completing && (token.is_empty() || t.token == token))
                 {
                     if let Some(done) = self.turns.remove(&instance_id) {
-                        metrics::histogram!("endure_turn_duration_seconds").record(done.sent_at.elapsed().as_secs_f64());
+                        metrics::histogram!("endure_turn_duration_seconds")
+                            .record(done.sent_at.elapsed().as_secs_f64());
                     }
                 }
                 self.consider_turn(&instance_id);
@@ -208,10 +244,14 @@ impl Dispatcher {
             Message::ResolveActivity { response, reply } => {
                 let _ = reply.send(self.resolve_activity(response));
             }
-            Message::ActivityDone { instance_id, task_id } => {
+            Message::ActivityDone {
+                instance_id,
+                task_id,
+            } => {
                 if let Some(token) = self.activity_tokens.remove(&(instance_id, task_id)) {
                     if let Some(done) = self.activities.remove(&token) {
-                        metrics::histogram!("endure_activity_duration_seconds").record(done.sent_at.elapsed().as_secs_f64());
+                        metrics::histogram!("endure_activity_duration_seconds")
+                            .record(done.sent_at.elapsed().as_secs_f64());
                     }
                 }
             }
@@ -222,9 +262,10 @@ impl Dispatcher {
         for effect in effects {
             match effect {
                 Effect::InstanceChanged { instance_id } => self.consider_turn(instance_id),
-                Effect::ActivityScheduled { instance_id, task_id } => {
-                    self.send_activity(instance_id, *task_id)
-                }
+                Effect::ActivityScheduled {
+                    instance_id,
+                    task_id,
+                } => self.send_activity(instance_id, *task_id),
                 Effect::TimerArmed { .. } | Effect::StatusChanged { .. } => {}
             }
         }
@@ -234,7 +275,10 @@ impl Dispatcher {
     fn rescan(&mut self) {
         let mut after: Option<String> = None;
         loop {
-            let page = match self.store.list_instances(after.as_deref(), RESCAN_PAGE_INSTANCES) {
+            let page = match self
+                .store
+                .list_instances(after.as_deref(), RESCAN_PAGE_INSTANCES)
+            {
                 Ok(page) => page,
                 Err(e) => panic!("cannot read instances while rescanning: {e}"),
             };
@@ -244,7 +288,9 @@ impl Dispatcher {
                 }
             }
             match page.last() {
-                Some(last) if page.len() == RESCAN_PAGE_INSTANCES => after = Some(last.instance_id.clone()),
+                Some(last) if page.len() == RESCAN_PAGE_INSTANCES => {
+                    after = Some(last.instance_id.clone())
+                }
                 _ => break,
             }
         }
@@ -274,20 +320,39 @@ impl Dispatcher {
             Ok(_) => return,
             Err(e) => panic!("cannot read instance {instance_id}: {e}"),
         };
-        let history = self.store.history(instance_id).unwrap_or_else(|e| panic!("{e}"));
-        let inbox = self.store.inbox(instance_id).unwrap_or_else(|e| panic!("{e}"));
+        let history = self
+            .store
+            .history(instance_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inbox = self
+            .store
+            .inbox(instance_id)
+            .unwrap_or_else(|e| panic!("{e}"));
         let Some(turn) = dispatch::build_turn(&record, history, inbox, self.clock.now()) else {
             return;
         };
         let token = self.token("t");
         let item = WorkItem {
-            request: Some(work_item::Request::OrchestratorRequest(turn.request.clone())),
+            request: Some(work_item::Request::OrchestratorRequest(
+                turn.request.clone(),
+            )),
             completion_token: token.clone(),
         };
         match self.send(item) {
             Some(worker_id) => {
-                debug!(instance_id, worker_id, events = turn.request.new_events.len(), "turn dispatched");
-                let in_flight = InFlightTurn { token, sent_at: Instant::now(), turn, worker_id, completing: false };
+                debug!(
+                    instance_id,
+                    worker_id,
+                    events = turn.request.new_events.len(),
+                    "turn dispatched"
+                );
+                let in_flight = InFlightTurn {
+                    token,
+                    sent_at: Instant::now(),
+                    turn,
+                    worker_id,
+                    completing: false,
+                };
                 self.turns.insert(instance_id.to_string(), in_flight);
             }
             None => {
@@ -303,7 +368,10 @@ impl Dispatcher {
         if self.activity_tokens.contains_key(&key) {
             return;
         }
-        let activities = self.store.activities(instance_id).unwrap_or_else(|e| panic!("{e}"));
+        let activities = self
+            .store
+            .activities(instance_id)
+            .unwrap_or_else(|e| panic!("{e}"));
         let Some((_, activity)) = activities.into_iter().find(|(id, _)| *id == task_id) else {
             return;
         };
@@ -369,7 +437,10 @@ impl Dispatcher {
     }
 
     fn disconnect(&mut self, worker_id: u64) {
-        info!(worker_id, "worker disconnected; re-dispatching what it held");
+        info!(
+            worker_id,
+            "worker disconnected; re-dispatching what it held"
+        );
         self.workers.remove(&worker_id);
         let turns: Vec<String> = self
             .turns
@@ -389,7 +460,8 @@ impl Dispatcher {
             .collect();
         for token in tokens {
             if let Some(activity) = self.activities.remove(&token) {
-                self.activity_tokens.remove(&(activity.instance_id.clone(), activity.task_id));
+                self.activity_tokens
+                    .remove(&(activity.instance_id.clone(), activity.task_id));
                 self.send_activity(&activity.instance_id, activity.task_id);
             }
         }
@@ -401,7 +473,8 @@ impl Dispatcher {
             return Err(unknown());
         };
         // An empty token (JS SDK) matches the outstanding turn of the instance.
-        let token_matches = response.completion_token.is_empty() || response.completion_token == in_flight.token;
+        let token_matches =
+            response.completion_token.is_empty() || response.completion_token == in_flight.token;
         if !token_matches || in_flight.completing {
             return Err(unknown());
         }

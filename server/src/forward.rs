@@ -35,7 +35,10 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(node: Node) -> Self {
-        Forwarder { node, channels: Arc::default() }
+        Forwarder {
+            node,
+            channels: Arc::default(),
+        }
     }
 
     /// `None` when this node leads and serves the request itself; otherwise clients to the
@@ -46,7 +49,9 @@ impl Forwarder {
     pub fn leader_for<T>(&self, request: &Request<T>) -> Result<Option<Leader>, Status> {
         let leader = self.leader()?;
         if leader.is_some() && request.metadata().contains_key(FORWARDED_HEADER) {
-            return Err(Status::unavailable("the leader changed while the request was forwarded; retry"));
+            return Err(Status::unavailable(
+                "the leader changed while the request was forwarded; retry",
+            ));
         }
         Ok(leader)
     }
@@ -56,16 +61,24 @@ impl Forwarder {
             let metrics = self.node.raft.metrics();
             let metrics = metrics.borrow();
             let Some(leader) = metrics.current_leader else {
-                return Err(Status::unavailable("no Raft leader is known right now; retry shortly"));
+                return Err(Status::unavailable(
+                    "no Raft leader is known right now; retry shortly",
+                ));
             };
-            let address = metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+            let address = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone());
             (leader, address)
         };
         if leader == self.node.node_id {
             return Ok(None);
         }
         let address = address.ok_or_else(|| {
-            Status::unavailable(format!("the leader is node {leader}, whose address is not known; retry"))
+            Status::unavailable(format!(
+                "the leader is node {leader}, whose address is not known; retry"
+            ))
         })?;
         let channel = self.channel(leader, &address)?;
         Ok(Some(Leader {
@@ -81,9 +94,13 @@ impl Forwarder {
         if let Some(channel) = channels.get(&(leader, address.to_string())) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Status::internal(format!("bad address {address} of node {leader}: {e}")))?;
-        let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| {
+            Status::internal(format!("bad address {address} of node {leader}: {e}"))
+        })?;
+        let channel = endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
         channels.insert((leader, address.to_string()), channel.clone());
         Ok(channel)
     }
@@ -100,6 +117,9 @@ pub fn forwarded<T>(request: Request<T>) -> Request<T> {
     if let Some(timeout) = timeout {
         forwarded.set_timeout(timeout);
     }
-    forwarded.metadata_mut().insert(FORWARDED_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    forwarded.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     forwarded
 }

@@ -36,7 +36,11 @@ impl Leadership {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut metrics = self.node.raft.metrics();
         loop {
-            if !wait_until(&mut metrics, &mut shutdown, |m| is_leader(m, self.node.node_id)).await {
+            if !wait_until(&mut metrics, &mut shutdown, |m| {
+                is_leader(m, self.node.node_id)
+            })
+            .await
+            {
                 return;
             }
             if let Err(e) = self.proposer.linearizable().await {
@@ -46,14 +50,23 @@ impl Leadership {
             }
             let (stop, stopped) = watch::channel(false);
             let tasks = self.start_services(stopped);
-            info!(node_id = self.node.node_id, "leading: dispatching work and firing timers");
-            let keep_going = wait_until(&mut metrics, &mut shutdown, |m| !is_leader(m, self.node.node_id)).await;
+            info!(
+                node_id = self.node.node_id,
+                "leading: dispatching work and firing timers"
+            );
+            let keep_going = wait_until(&mut metrics, &mut shutdown, |m| {
+                !is_leader(m, self.node.node_id)
+            })
+            .await;
             *self.slot.write().expect("lock poisoned") = None;
             let _ = stop.send(true);
             for task in tasks {
                 let _ = task.await;
             }
-            info!(node_id = self.node.node_id, "no longer leader: dispatcher and timers stopped");
+            info!(
+                node_id = self.node.node_id,
+                "no longer leader: dispatcher and timers stopped"
+            );
             if !keep_going {
                 return;
             }
@@ -61,8 +74,11 @@ impl Leadership {
     }
 
     fn start_services(&self, stopped: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        let (dispatcher, handle) =
-            Dispatcher::new(self.node.store.clone(), self.clock.clone(), self.node.shared.subscribe());
+        let (dispatcher, handle) = Dispatcher::new(
+            self.node.store.clone(),
+            self.clock.clone(),
+            self.node.shared.subscribe(),
+        );
         *self.slot.write().expect("lock poisoned") = Some(handle);
         let timers = TimerService {
             store: self.node.store.clone(),
@@ -70,7 +86,10 @@ impl Leadership {
             clock: self.clock.clone(),
             shared: self.node.shared.clone(),
         };
-        vec![tokio::spawn(dispatcher.run(stopped.clone())), tokio::spawn(timers.run(stopped))]
+        vec![
+            tokio::spawn(dispatcher.run(stopped.clone())),
+            tokio::spawn(timers.run(stopped)),
+        ]
     }
 }
 

@@ -48,7 +48,11 @@ const BIND_RETRY_FOR: Duration = Duration::from_secs(15);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Parser)]
-#[command(name = "endure", version, about = "Endure: a durable workflow engine that speaks the Dapr Workflow protocol")]
+#[command(
+    name = "endure",
+    version,
+    about = "Endure: a durable workflow engine that speaks the Dapr Workflow protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,7 +74,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::resolve(args)?;
             init_logging(&settings.log_level, settings.log_format);
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(serve(settings))
         }
         Command::Workflow(args) => std::process::exit(cli::run_workflow(args)),
@@ -81,7 +86,9 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(level: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         config::LogFormat::Text => builder.init(),
         config::LogFormat::Json => builder.json().with_current_span(true).init(),
@@ -103,10 +110,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let proposer = proposer::Proposer::new(node.clone(), clock.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let slot = Arc::new(std::sync::RwLock::new(None));
-    let leadership = leadership::Leadership { node: node.clone(), proposer: proposer.clone(), clock, slot: slot.clone() };
+    let leadership = leadership::Leadership {
+        node: node.clone(),
+        proposer: proposer.clone(),
+        clock,
+        slot: slot.clone(),
+    };
     let mut tasks = vec![
         tokio::spawn(leadership.run(shutdown_rx.clone())),
-        tokio::spawn(telemetry::run(node.clone(), metrics_handle.clone(), shutdown_rx.clone())),
+        tokio::spawn(telemetry::run(
+            node.clone(),
+            metrics_handle.clone(),
+            shutdown_rx.clone(),
+        )),
     ];
     let sidecar = grpc::Sidecar {
         proposer,
@@ -122,7 +138,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Peers must reach this node's Raft service before any leader can be elected.
     if settings.serve_internal {
         let internal = bind(settings.raft_addr).await?;
-        tasks.push(tokio::spawn(serve_grpc(internal, settings.max_message_bytes, node.clone(), sidecar.clone(), membership_lock.clone(), true, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(serve_grpc(
+            internal,
+            settings.max_message_bytes,
+            node.clone(),
+            sidecar.clone(),
+            membership_lock.clone(),
+            true,
+            shutdown_rx.clone(),
+        )));
     }
     wait_for_leader(&node, &sidecar).await;
     let http_state = http::HttpState {
@@ -142,7 +166,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
-    serve_grpc(public, settings.max_message_bytes, node.clone(), sidecar.clone(), membership_lock, false, shutdown_rx).await;
+    serve_grpc(
+        public,
+        settings.max_message_bytes,
+        node.clone(),
+        sidecar.clone(),
+        membership_lock,
+        false,
+        shutdown_rx,
+    )
+    .await;
     for task in tasks {
         let _ = task.await;
     }
@@ -162,7 +195,10 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
     let started = tokio::time::Instant::now();
     loop {
         match tokio::net::TcpListener::bind(addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && started.elapsed() < BIND_RETRY_FOR => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < BIND_RETRY_FOR =>
+            {
                 tracing::warn!(%addr, "address in use; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -198,7 +234,11 @@ async fn serve_grpc(
     shutdown: watch::Receiver<bool>,
 ) {
     let raft_handle = node.raft.clone();
-    let admin = AdminServer::new(admin::AdminService { node, sidecar: sidecar.clone(), membership_lock });
+    let admin = AdminServer::new(admin::AdminService {
+        node,
+        sidecar: sidecar.clone(),
+        membership_lock,
+    });
     let service = TaskHubSidecarServiceServer::new(sidecar)
         .max_decoding_message_size(max_message_bytes.saturating_mul(TRANSPORT_CAP_FACTOR))
         .max_encoding_message_size(usize::MAX);
@@ -208,11 +248,14 @@ async fn serve_grpc(
             .max_encoding_message_size(usize::MAX)
     });
     // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms a step).
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |stream| {
-        stream.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |stream| {
+            stream.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        },
+    );
     let mut signal = shutdown.clone();
     let mut forced = shutdown;
     let server = tonic::transport::Server::builder()

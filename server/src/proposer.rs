@@ -28,7 +28,9 @@ pub enum Error {
 }
 
 fn leader_hint(leader: &Option<u64>) -> String {
-    leader.map(|id| format!("; the leader is node {id}")).unwrap_or_default()
+    leader
+        .map(|id| format!("; the leader is node {id}"))
+        .unwrap_or_default()
 }
 
 /// A cheap, cloneable handle for proposing commands.
@@ -42,7 +44,11 @@ pub struct Proposer {
 impl Proposer {
     pub fn new(node: Node, clock: Arc<dyn Clock>) -> Self {
         let last_time = Arc::new(Mutex::new(node.shared.max_leader_time()));
-        Proposer { node, clock, last_time }
+        Proposer {
+            node,
+            clock,
+            last_time,
+        }
     }
 
     /// The leader time for the next command: the clock, but strictly after every time
@@ -93,9 +99,12 @@ impl Proposer {
     /// Waits until this node may serve a linearizable read (read-index on the leader), at
     /// most [`PROPOSAL_TIMEOUT`].
     pub async fn linearizable(&self) -> Result<(), Error> {
-        let confirmed = tokio::time::timeout(PROPOSAL_TIMEOUT, self.node.raft.ensure_linearizable())
-            .await
-            .map_err(|_| Error::Unavailable("leadership could not be confirmed with a majority".into()))?;
+        let confirmed =
+            tokio::time::timeout(PROPOSAL_TIMEOUT, self.node.raft.ensure_linearizable())
+                .await
+                .map_err(|_| {
+                    Error::Unavailable("leadership could not be confirmed with a majority".into())
+                })?;
         match confirmed {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 pub const MAX_WORKFLOW_LABELS: usize = 200;
 /// Histogram buckets for latencies, in seconds.
 const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    120.0,
 ];
 /// How often gauges read from Raft and the tables are refreshed.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
@@ -27,44 +28,122 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// Installs the global recorder; returns the handle that renders `/metrics`.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &LATENCY_BUCKETS_SECONDS)?
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_string()),
+            &LATENCY_BUCKETS_SECONDS,
+        )?
         .install_recorder()?;
     describe();
     Ok(handle)
 }
 
 fn describe() {
-    describe_counter!("endure_workflows_started_total", "Workflow instances created, by workflow name.");
-    describe_counter!("endure_workflows_completed_total", "Workflow instances that ended, by workflow name and final status.");
+    describe_counter!(
+        "endure_workflows_started_total",
+        "Workflow instances created, by workflow name."
+    );
+    describe_counter!(
+        "endure_workflows_completed_total",
+        "Workflow instances that ended, by workflow name and final status."
+    );
     describe_gauge!("endure_instances", "Workflow instances by current status.");
-    describe_histogram!("endure_turn_duration_seconds", Unit::Seconds, "Time from dispatching a turn to committing its answer.");
-    describe_histogram!("endure_activity_duration_seconds", Unit::Seconds, "Time from dispatching an activity to committing its result.");
-    describe_gauge!("endure_work_items_queued", "Ready work items waiting for a free worker, by kind.");
-    describe_gauge!("endure_work_items_in_flight", "Work items sent to workers and not yet answered, by kind.");
-    describe_gauge!("endure_workers_connected", "Open GetWorkItems streams on this node.");
-    describe_counter!("endure_stale_completions_total", "Worker answers refused because they no longer matched (fenced), by kind.");
-    describe_gauge!("endure_timers_pending", "Durable timers armed (RocksDB's estimate).");
-    describe_histogram!("endure_timer_lateness_seconds", Unit::Seconds, "How long after its due time a timer was fired.");
-    describe_counter!("endure_history_events_appended_total", "History events appended by applied commands.");
+    describe_histogram!(
+        "endure_turn_duration_seconds",
+        Unit::Seconds,
+        "Time from dispatching a turn to committing its answer."
+    );
+    describe_histogram!(
+        "endure_activity_duration_seconds",
+        Unit::Seconds,
+        "Time from dispatching an activity to committing its result."
+    );
+    describe_gauge!(
+        "endure_work_items_queued",
+        "Ready work items waiting for a free worker, by kind."
+    );
+    describe_gauge!(
+        "endure_work_items_in_flight",
+        "Work items sent to workers and not yet answered, by kind."
+    );
+    describe_gauge!(
+        "endure_workers_connected",
+        "Open GetWorkItems streams on this node."
+    );
+    describe_counter!(
+        "endure_stale_completions_total",
+        "Worker answers refused because they no longer matched (fenced), by kind."
+    );
+    describe_gauge!(
+        "endure_timers_pending",
+        "Durable timers armed (RocksDB's estimate)."
+    );
+    describe_histogram!(
+        "endure_timer_lateness_seconds",
+        Unit::Seconds,
+        "How long after its due time a timer was fired."
+    );
+    describe_counter!(
+        "endure_history_events_appended_total",
+        "History events appended by applied commands."
+    );
     describe_gauge!("endure_raft_term", "Current Raft term.");
-    describe_gauge!("endure_raft_role", "1 for this node's current Raft role, 0 otherwise.");
-    describe_gauge!("endure_raft_commit_index", "Highest Raft log index known committed.");
-    describe_gauge!("endure_raft_applied_index", "Highest Raft log index applied to the state machine.");
-    describe_gauge!("endure_raft_last_log_index", "Highest Raft log index stored.");
-    describe_counter!("endure_raft_leader_changes_total", "Times this node saw the leader change.");
-    describe_gauge!("endure_raft_replication_lag_entries", "On the leader: log entries a follower is behind.");
-    describe_histogram!("endure_raft_append_seconds", Unit::Seconds, "Raft log append including its fsync.");
-    describe_counter!("endure_grpc_requests_total", "gRPC requests by method and status code.");
-    describe_histogram!("endure_grpc_request_duration_seconds", Unit::Seconds, "gRPC request latency by method.");
-    describe_counter!("endure_http_requests_total", "HTTP requests by route and status code.");
-    describe_histogram!("endure_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route.");
+    describe_gauge!(
+        "endure_raft_role",
+        "1 for this node's current Raft role, 0 otherwise."
+    );
+    describe_gauge!(
+        "endure_raft_commit_index",
+        "Highest Raft log index known committed."
+    );
+    describe_gauge!(
+        "endure_raft_applied_index",
+        "Highest Raft log index applied to the state machine."
+    );
+    describe_gauge!(
+        "endure_raft_last_log_index",
+        "Highest Raft log index stored."
+    );
+    describe_counter!(
+        "endure_raft_leader_changes_total",
+        "Times this node saw the leader change."
+    );
+    describe_gauge!(
+        "endure_raft_replication_lag_entries",
+        "On the leader: log entries a follower is behind."
+    );
+    describe_histogram!(
+        "endure_raft_append_seconds",
+        Unit::Seconds,
+        "Raft log append including its fsync."
+    );
+    describe_counter!(
+        "endure_grpc_requests_total",
+        "gRPC requests by method and status code."
+    );
+    describe_histogram!(
+        "endure_grpc_request_duration_seconds",
+        Unit::Seconds,
+        "gRPC request latency by method."
+    );
+    describe_counter!(
+        "endure_http_requests_total",
+        "HTTP requests by route and status code."
+    );
+    describe_histogram!(
+        "endure_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route."
+    );
 }
 
 /// The label value for a workflow name: the name itself for the first
 /// [`MAX_WORKFLOW_LABELS`] names seen, "other" after that.
 pub fn workflow_label(name: &str) -> String {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let mut seen = SEEN.get_or_init(Default::default).lock().expect("lock poisoned");
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("lock poisoned");
     if seen.contains(name) {
         return name.to_string();
     }
@@ -121,7 +200,10 @@ fn count_instances(node: &Node) -> Counts {
     let mut counts = Counts::new();
     let mut after: Option<String> = None;
     loop {
-        let page = node.store.list_instances(after.as_deref(), 1_000).unwrap_or_default();
+        let page = node
+            .store
+            .list_instances(after.as_deref(), 1_000)
+            .unwrap_or_default();
         for record in &page {
             *counts.entry(record.status).or_default() += 1;
         }
@@ -142,7 +224,9 @@ fn publish_counts(counts: &Counts) {
 fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
     let mut counts = counts.lock().expect("lock poisoned");
     for effect in batch {
-        let Effect::StatusChanged { name, from, to, .. } = effect else { continue };
+        let Effect::StatusChanged { name, from, to, .. } = effect else {
+            continue;
+        };
         let workflow = workflow_label(name);
         if from.is_none() {
             counter!("endure_workflows_started_total", "workflow" => workflow.clone()).increment(1);
@@ -181,7 +265,8 @@ fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
             (true, Some(matched)) => status.last_log_index.saturating_sub(matched),
             _ => 0,
         };
-        gauge!("endure_raft_replication_lag_entries", "follower" => member.node_id.to_string()).set(lag as f64);
+        gauge!("endure_raft_replication_lag_entries", "follower" => member.node_id.to_string())
+            .set(lag as f64);
     }
     if status.leader_id != last_leader && last_leader.is_some() {
         counter!("endure_raft_leader_changes_total").increment(1);

@@ -16,9 +16,16 @@ fn others(all: &[usize], not: usize) -> Vec<usize> {
 }
 
 /// Every activity result is in the history exactly once, three of them, in order.
-async fn assert_history_exact(client: &mut task_hub_sidecar_service_client::TaskHubSidecarServiceClient<tonic::transport::Channel>, id: &str) {
+async fn assert_history_exact(
+    client: &mut task_hub_sidecar_service_client::TaskHubSidecarServiceClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+) {
     let history = client
-        .get_instance_history(GetInstanceHistoryRequest { instance_id: id.to_string() })
+        .get_instance_history(GetInstanceHistoryRequest {
+            instance_id: id.to_string(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -29,7 +36,10 @@ async fn assert_history_exact(client: &mut task_hub_sidecar_service_client::Task
         }
     }
     assert_eq!(completed.len(), 3, "{id}: {completed:?}");
-    assert!(completed.values().all(|n| *n == 1), "{id}: a result was recorded twice: {completed:?}");
+    assert!(
+        completed.values().all(|n| *n == 1),
+        "{id}: a result was recorded twice: {completed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,11 +58,18 @@ async fn killing_the_leader_loses_no_workflow_and_runs_nothing_twice() {
     let killed_at = Instant::now();
     for (i, id) in ids.iter().enumerate() {
         let state = wait_completed(&mut client, id).await;
-        assert_eq!(state.orchestration_status, OrchestrationStatus::Completed as i32, "{id}");
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32,
+            "{id}"
+        );
         assert_eq!(state.output, Some((i as i64 + 3).to_string()), "{id}");
         assert_history_exact(&mut client, id).await;
     }
-    println!("all 200 completed {:?} after the leader was killed", killed_at.elapsed());
+    println!(
+        "all 200 completed {:?} after the leader was killed",
+        killed_at.elapsed()
+    );
     let new_leader = cluster.leader(&followers).await;
     assert_ne!(new_leader, leader);
 
@@ -64,7 +81,10 @@ async fn killing_the_leader_loses_no_workflow_and_runs_nothing_twice() {
         if status.as_ref().is_ok_and(|s| s.applied_index >= target) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the restarted node did not catch up: {status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the restarted node did not catch up: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut through_restarted = cluster.client(leader).await;
@@ -88,7 +108,10 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
         wait_completed(&mut client, &format!("before-{i}")).await;
     }
     let leader_status = cluster.status(leader).await.unwrap();
-    assert!(leader_status.purged_index > 0, "the leader purged its log behind a snapshot: {leader_status:?}");
+    assert!(
+        leader_status.purged_index > 0,
+        "the leader purged its log behind a snapshot: {leader_status:?}"
+    );
 
     // Raft assumes a member never loses its log: the wiped node may not come back as itself.
     let wiped = followers[0];
@@ -97,18 +120,48 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
     cluster.spawn(wiped);
     let refused = cluster.wait_exit(wiped);
     assert!(!refused.success());
-    assert!(cluster.logs(wiped).contains("its data was lost"), "{}", cluster.logs(wiped));
+    assert!(
+        cluster.logs(wiped).contains("its data was lost"),
+        "{}",
+        cluster.logs(wiped)
+    );
 
     // The operator's way back: retire the old ID, add the node under a new one.
     let mut admin = cluster.admin(leader).await;
-    admin.leave_node(LeaveNodeRequest { node_id: wiped_id }).await.unwrap();
+    admin
+        .leave_node(LeaveNodeRequest { node_id: wiped_id })
+        .await
+        .unwrap();
     let rejoined = cluster.add_joining_node(4);
     cluster.wait_port(rejoined);
     let address = format!("127.0.0.1:{}", cluster.nodes[rejoined].raft_port);
-    let status = admin.join_node(JoinNodeRequest { node_id: 4, address: address.clone() }).await.unwrap().into_inner();
-    assert!(status.members.iter().any(|m| m.node_id == 4 && m.role == "voter"), "{status:?}");
-    let reused = admin.join_node(JoinNodeRequest { node_id: wiped_id, address }).await.unwrap_err();
-    assert_eq!(reused.code(), Code::AlreadyExists, "node IDs are never reused: {reused:?}");
+    let status = admin
+        .join_node(JoinNodeRequest {
+            node_id: 4,
+            address: address.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status
+            .members
+            .iter()
+            .any(|m| m.node_id == 4 && m.role == "voter"),
+        "{status:?}"
+    );
+    let reused = admin
+        .join_node(JoinNodeRequest {
+            node_id: wiped_id,
+            address,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reused.code(),
+        Code::AlreadyExists,
+        "node IDs are never reused: {reused:?}"
+    );
 
     let target = cluster.status(leader).await.unwrap().applied_index;
     let started = Instant::now();
@@ -119,13 +172,23 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "new node not rebuilt: {status:?}\n{}", cluster.logs(rejoined));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "new node not rebuilt: {status:?}\n{}",
+            cluster.logs(rejoined)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The rebuilt node serves requests: a workflow started through it completes.
     let mut through_new = cluster.client(rejoined).await;
     start_chain(&mut through_new, "after", 100).await;
-    assert_eq!(wait_completed(&mut through_new, "after").await.output.as_deref(), Some("103"));
+    assert_eq!(
+        wait_completed(&mut through_new, "after")
+            .await
+            .output
+            .as_deref(),
+        Some("103")
+    );
     worker.abort();
 }
 
@@ -135,7 +198,10 @@ async fn restarting_all_three_nodes_loses_nothing_acknowledged() {
     let all = [0, 1, 2];
     let leader = cluster.leader(&all).await;
     let mut client = cluster.client(leader).await;
-    let later = prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 };
+    let later = prost_types::Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    };
     for i in 0..30 {
         let request = CreateInstanceRequest {
             instance_id: format!("scheduled-{i:02}"),
@@ -157,7 +223,10 @@ async fn restarting_all_three_nodes_loses_nothing_acknowledged() {
     let leader = cluster.leader(&all).await;
     let mut client = cluster.client(others(&all, leader)[0]).await;
     let ids = client
-        .list_instance_i_ds(ListInstanceIDsRequest { page_size: Some(100), ..Default::default() })
+        .list_instance_i_ds(ListInstanceIDsRequest {
+            page_size: Some(100),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -165,7 +234,13 @@ async fn restarting_all_three_nodes_loses_nothing_acknowledged() {
     assert_eq!(ids.len(), 30, "{ids:?}");
     let worker = chain_worker(cluster.endpoint(leader));
     start_chain(&mut client, "after-restart", 1).await;
-    assert_eq!(wait_completed(&mut client, "after-restart").await.output.as_deref(), Some("4"));
+    assert_eq!(
+        wait_completed(&mut client, "after-restart")
+            .await
+            .output
+            .as_deref(),
+        Some("4")
+    );
     worker.abort();
 }
 
@@ -179,20 +254,35 @@ async fn a_minority_refuses_writes_with_unavailable() {
     cluster.kill9(followers[0]);
     cluster.kill9(followers[1]);
     let mut client = cluster.client(leader).await;
-    let request = CreateInstanceRequest { instance_id: "lonely".into(), name: "chain".into(), ..Default::default() };
+    let request = CreateInstanceRequest {
+        instance_id: "lonely".into(),
+        name: "chain".into(),
+        ..Default::default()
+    };
     let refused = client.start_instance(request).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     let read = client
-        .get_instance(GetInstanceRequest { instance_id: "lonely".into(), ..Default::default() })
+        .get_instance(GetInstanceRequest {
+            instance_id: "lonely".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!(read.code(), Code::Unavailable, "no stale linearizable read: {read:?}");
+    assert_eq!(
+        read.code(),
+        Code::Unavailable,
+        "no stale linearizable read: {read:?}"
+    );
 
     // A lone follower: no leader it can reach, so UNAVAILABLE too.
     cluster.kill9(leader);
     cluster.restart(followers[0]);
     let mut client = cluster.client(followers[0]).await;
-    let request = CreateInstanceRequest { instance_id: "lonely-2".into(), name: "chain".into(), ..Default::default() };
+    let request = CreateInstanceRequest {
+        instance_id: "lonely-2".into(),
+        name: "chain".into(),
+        ..Default::default()
+    };
     let refused = client.start_instance(request).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
@@ -201,7 +291,10 @@ async fn a_minority_refuses_writes_with_unavailable() {
     let leader = cluster.leader(&[followers[0], followers[1]]).await;
     let mut client = cluster.client(leader).await;
     let lonely = client
-        .get_instance(GetInstanceRequest { instance_id: "lonely-2".into(), ..Default::default() })
+        .get_instance(GetInstanceRequest {
+            instance_id: "lonely-2".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

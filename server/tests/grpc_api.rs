@@ -21,25 +21,39 @@ fn start_request(id: &str, input: &str) -> CreateInstanceRequest {
 /// A worker that completes every turn at once with the instance's input as output.
 async fn echo_worker(server: &Server) -> tokio::task::JoinHandle<()> {
     let mut client = server.client().await;
-    let mut stream = client.get_work_items(GetWorkItemsRequest::default()).await.unwrap().into_inner();
+    let mut stream = client
+        .get_work_items(GetWorkItemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     tokio::spawn(async move {
         while let Some(Ok(item)) = stream.next().await {
-            let Some(work_item::Request::OrchestratorRequest(turn)) = item.request else { continue };
-            let input = turn.new_events.iter().chain(turn.past_events.iter()).find_map(|e| match &e.event_type {
-                Some(history_event::EventType::ExecutionStarted(started)) => started.input.clone(),
-                _ => None,
-            });
+            let Some(work_item::Request::OrchestratorRequest(turn)) = item.request else {
+                continue;
+            };
+            let input = turn
+                .new_events
+                .iter()
+                .chain(turn.past_events.iter())
+                .find_map(|e| match &e.event_type {
+                    Some(history_event::EventType::ExecutionStarted(started)) => {
+                        started.input.clone()
+                    }
+                    _ => None,
+                });
             assert!(matches!(
                 turn.new_events[0].event_type,
                 Some(history_event::EventType::OrchestratorStarted(_))
             ));
             let done = OrchestratorAction {
                 id: 1,
-                orchestrator_action_type: Some(Action::CompleteOrchestration(CompleteOrchestrationAction {
-                    orchestration_status: OrchestrationStatus::Completed as i32,
-                    result: input,
-                    ..Default::default()
-                })),
+                orchestrator_action_type: Some(Action::CompleteOrchestration(
+                    CompleteOrchestrationAction {
+                        orchestration_status: OrchestrationStatus::Completed as i32,
+                        result: input,
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
             };
             let response = OrchestratorResponse {
@@ -60,34 +74,77 @@ async fn a_workflow_runs_and_every_client_rpc_answers() {
     let worker = echo_worker(&server).await;
     let mut client = server.client().await;
     client.hello(()).await.unwrap();
-    let started = client.start_instance(start_request("wf-1", "\"hi\"")).await.unwrap().into_inner();
+    let started = client
+        .start_instance(start_request("wf-1", "\"hi\""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(started.instance_id, "wf-1");
     let done = client
-        .wait_for_instance_completion(GetInstanceRequest { instance_id: "wf-1".into(), get_inputs_and_outputs: true, ..Default::default() })
+        .wait_for_instance_completion(GetInstanceRequest {
+            instance_id: "wf-1".into(),
+            get_inputs_and_outputs: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     let state = done.orchestration_state.unwrap();
-    assert_eq!(state.orchestration_status, OrchestrationStatus::Completed as i32);
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
     assert_eq!(state.output.as_deref(), Some("\"hi\""));
     assert_eq!(state.input.as_deref(), Some("\"hi\""));
     assert!(state.failure_details.is_none());
 
-    let history = client.get_instance_history(GetInstanceHistoryRequest { instance_id: "wf-1".into() }).await.unwrap().into_inner();
-    assert_eq!(history.events.len(), 3, "OrchestratorStarted, ExecutionStarted, ExecutionCompleted");
+    let history = client
+        .get_instance_history(GetInstanceHistoryRequest {
+            instance_id: "wf-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        history.events.len(),
+        3,
+        "OrchestratorStarted, ExecutionStarted, ExecutionCompleted"
+    );
 
-    let again = client.start_instance(start_request("wf-1", "\"again\"")).await.unwrap().into_inner();
+    let again = client
+        .start_instance(start_request("wf-1", "\"again\""))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.instance_id, "wf-1", "a terminal ID can be reused");
-    let ids = client.list_instance_i_ds(ListInstanceIDsRequest { page_size: Some(10), ..Default::default() }).await.unwrap().into_inner();
+    let ids = client
+        .list_instance_i_ds(ListInstanceIDsRequest {
+            page_size: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ids.instance_ids, vec!["wf-1".to_string()]);
 
     let purged = client
-        .purge_instances(PurgeInstancesRequest { request: Some(purge_instances_request::Request::InstanceId("wf-1".into())), recursive: true, ..Default::default() })
+        .purge_instances(PurgeInstancesRequest {
+            request: Some(purge_instances_request::Request::InstanceId("wf-1".into())),
+            recursive: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(purged.deleted_instance_count, 1);
-    let gone = client.get_instance(GetInstanceRequest { instance_id: "wf-1".into(), ..Default::default() }).await.unwrap().into_inner();
+    let gone = client
+        .get_instance(GetInstanceRequest {
+            instance_id: "wf-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!gone.exists);
     worker.abort();
 }
@@ -98,50 +155,127 @@ async fn bad_requests_get_clear_statuses_and_change_nothing() {
     let server = Server::start(&dir.path().join("data"));
     let mut client = server.client().await;
 
-    let no_name = client.start_instance(CreateInstanceRequest { instance_id: "x".into(), ..Default::default() }).await.unwrap_err();
+    let no_name = client
+        .start_instance(CreateInstanceRequest {
+            instance_id: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(no_name.code(), Code::InvalidArgument);
-    assert!(no_name.message().contains("name is required"), "{}", no_name.message());
+    assert!(
+        no_name.message().contains("name is required"),
+        "{}",
+        no_name.message()
+    );
 
     for status in [
-        client.raise_event(RaiseEventRequest { instance_id: "nope".into(), name: "e".into(), ..Default::default() }).await.unwrap_err(),
-        client.terminate_instance(TerminateRequest { instance_id: "nope".into(), ..Default::default() }).await.unwrap_err(),
-        client.suspend_instance(SuspendRequest { instance_id: "nope".into(), ..Default::default() }).await.unwrap_err(),
-        client.resume_instance(ResumeRequest { instance_id: "nope".into(), ..Default::default() }).await.unwrap_err(),
+        client
+            .raise_event(RaiseEventRequest {
+                instance_id: "nope".into(),
+                name: "e".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        client
+            .terminate_instance(TerminateRequest {
+                instance_id: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        client
+            .suspend_instance(SuspendRequest {
+                instance_id: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+        client
+            .resume_instance(ResumeRequest {
+                instance_id: "nope".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
     ] {
         assert_eq!(status.code(), Code::NotFound);
-        assert!(status.message().contains("no such instance exists"), "{}", status.message());
+        assert!(
+            status.message().contains("no such instance exists"),
+            "{}",
+            status.message()
+        );
     }
-    let history = client.get_instance_history(GetInstanceHistoryRequest { instance_id: "nope".into() }).await.unwrap_err();
+    let history = client
+        .get_instance_history(GetInstanceHistoryRequest {
+            instance_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(history.code(), Code::NotFound);
 
     let filter = client
-        .purge_instances(PurgeInstancesRequest { request: Some(purge_instances_request::Request::PurgeInstanceFilter(Default::default())), ..Default::default() })
+        .purge_instances(PurgeInstancesRequest {
+            request: Some(purge_instances_request::Request::PurgeInstanceFilter(
+                Default::default(),
+            )),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(filter.code(), Code::Unimplemented);
-    let rewind = client.rewind_instance(RewindInstanceRequest { instance_id: "x".into(), ..Default::default() }).await.unwrap_err();
+    let rewind = client
+        .rewind_instance(RewindInstanceRequest {
+            instance_id: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(rewind.code(), Code::Unimplemented);
 
     let huge = "x".repeat(5 * 1024 * 1024);
-    let too_big = client.start_instance(start_request("big", &huge)).await.unwrap_err();
+    let too_big = client
+        .start_instance(start_request("big", &huge))
+        .await
+        .unwrap_err();
     assert_eq!(too_big.code(), Code::ResourceExhausted);
 
     let unknown_turn = client
-        .complete_orchestrator_task(OrchestratorResponse { instance_id: "nope".into(), ..Default::default() })
+        .complete_orchestrator_task(OrchestratorResponse {
+            instance_id: "nope".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert!(unknown_turn.message().contains("unknown instance ID: nope"));
     let unknown_activity = client
-        .complete_activity_task(ActivityResponse { instance_id: "nope".into(), task_id: 3, ..Default::default() })
+        .complete_activity_task(ActivityResponse {
+            instance_id: "nope".into(),
+            task_id: 3,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert!(unknown_activity.message().contains("unknown instance ID/task ID combo: nope/3"));
+    assert!(unknown_activity
+        .message()
+        .contains("unknown instance ID/task ID combo: nope/3"));
 
-    let ids = client.list_instance_i_ds(ListInstanceIDsRequest::default()).await.unwrap().into_inner();
-    assert!(ids.instance_ids.is_empty(), "no bad request stored anything");
+    let ids = client
+        .list_instance_i_ds(ListInstanceIDsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        ids.instance_ids.is_empty(),
+        "no bad request stored anything"
+    );
 
     let timeout = {
-        let mut request = tonic::Request::new(GetInstanceRequest { instance_id: "nope".into(), ..Default::default() });
+        let mut request = tonic::Request::new(GetInstanceRequest {
+            instance_id: "nope".into(),
+            ..Default::default()
+        });
         request.set_timeout(std::time::Duration::from_millis(200));
         client.wait_for_instance_start(request).await.unwrap_err()
     };
@@ -153,7 +287,10 @@ async fn acknowledged_starts_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("data"));
     let mut client = server.client().await;
-    let later = prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 };
+    let later = prost_types::Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    };
     for i in 0..50 {
         let mut request = start_request(&format!("wf-{i:02}"), "1");
         request.scheduled_start_timestamp = Some(later);
@@ -162,16 +299,34 @@ async fn acknowledged_starts_survive_kill_9() {
     server.kill9();
     server.restart();
     let mut client = server.client().await;
-    let ids = client.list_instance_i_ds(ListInstanceIDsRequest { page_size: Some(1000), ..Default::default() }).await.unwrap().into_inner();
-    assert_eq!(ids.instance_ids.len(), 50, "every acknowledged start is still there");
+    let ids = client
+        .list_instance_i_ds(ListInstanceIDsRequest {
+            page_size: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ids.instance_ids.len(),
+        50,
+        "every acknowledged start is still there"
+    );
     let state = client
-        .get_instance(GetInstanceRequest { instance_id: "wf-07".into(), get_inputs_and_outputs: true, ..Default::default() })
+        .get_instance(GetInstanceRequest {
+            instance_id: "wf-07".into(),
+            get_inputs_and_outputs: true,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .orchestration_state
         .unwrap();
-    assert_eq!(state.orchestration_status, OrchestrationStatus::Pending as i32);
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Pending as i32
+    );
     assert_eq!(state.scheduled_start_timestamp, Some(later));
 }
 

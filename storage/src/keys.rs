@@ -52,7 +52,8 @@ pub fn parse_timer(bytes: &[u8]) -> Result<TimerKey, Error> {
     }
     let seconds = (u64::from_be_bytes(bytes[0..8].try_into().unwrap()) ^ (1 << 63)) as i64;
     let nanos = unflip_i32(&bytes[8..12]);
-    let (instance_id, rest) = parse_instance(&bytes[12..]).ok_or_else(|| corrupt("bad instance id"))?;
+    let (instance_id, rest) =
+        parse_instance(&bytes[12..]).ok_or_else(|| corrupt("bad instance id"))?;
     if rest.len() != 4 {
         return Err(corrupt("bad timer id"));
     }

@@ -37,7 +37,11 @@ pub trait Store: StateView + Send + Sync + 'static {
     /// Due time of the earliest armed timer.
     fn next_timer(&self) -> Result<Option<Timestamp>, Error>;
     /// Instances in key order (shorter IDs first, then bytewise), after `after`, at most `limit`.
-    fn list_instances(&self, after: Option<&str>, limit: usize) -> Result<Vec<InstanceRecord>, Error>;
+    fn list_instances(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, Error>;
     /// Every scheduled activity without a result (re-dispatched after a restart).
     fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error>;
     /// About how many timers are armed (cheap; for metrics).

@@ -58,7 +58,10 @@ impl StateView for MemoryStore {
     fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
         self.with(|inner| inner.tables.history(instance_id))
     }
-    fn activities(&self, instance_id: &str) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
+    fn activities(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
         self.with(|inner| inner.tables.activities(instance_id))
     }
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, endure_engine::Error> {
@@ -80,14 +83,32 @@ impl Store for MemoryStore {
     }
 
     fn due_timers(&self, now: &Timestamp, limit: usize) -> Result<Vec<TimerKey>, Error> {
-        Ok(self.with(|inner| inner.tables.due_timers(now).into_iter().take(limit).collect()))
+        Ok(self.with(|inner| {
+            inner
+                .tables
+                .due_timers(now)
+                .into_iter()
+                .take(limit)
+                .collect()
+        }))
     }
 
     fn next_timer(&self) -> Result<Option<Timestamp>, Error> {
-        Ok(self.with(|inner| inner.tables.timers.values().next().and_then(|(key, _)| key.fire_at)))
+        Ok(self.with(|inner| {
+            inner
+                .tables
+                .timers
+                .values()
+                .next()
+                .and_then(|(key, _)| key.fire_at)
+        }))
     }
 
-    fn list_instances(&self, after: Option<&str>, limit: usize) -> Result<Vec<InstanceRecord>, Error> {
+    fn list_instances(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, Error> {
         // The RocksDB order: length-prefixed keys, so shorter IDs first.
         let after = after.map(keys::instance);
         Ok(self.with(|inner| {
@@ -99,7 +120,11 @@ impl Store for MemoryStore {
                 .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
                 .collect();
             records.sort_by(|a, b| a.0.cmp(&b.0));
-            records.into_iter().take(limit).map(|(_, record)| record.clone()).collect()
+            records
+                .into_iter()
+                .take(limit)
+                .map(|(_, record)| record.clone())
+                .collect()
         }))
     }
 
@@ -119,7 +144,9 @@ impl Store for MemoryStore {
     }
 
     fn export(&self) -> Result<Vec<u8>, Error> {
-        Ok(self.with(|inner| dump_tables(&inner.tables, inner.applied_meta.as_deref())).encode_to_vec())
+        Ok(self
+            .with(|inner| dump_tables(&inner.tables, inner.applied_meta.as_deref()))
+            .encode_to_vec())
     }
 
     fn import(&self, bytes: &[u8]) -> Result<(), Error> {
@@ -144,7 +171,11 @@ fn row(table: u32, key: Vec<u8>, value: Vec<u8>) -> DumpRow {
 fn dump_tables(tables: &MemoryTables, applied_meta: Option<&[u8]>) -> Dump {
     let mut rows = Vec::new();
     for record in tables.instances.values() {
-        rows.push(row(0, keys::instance(&record.instance_id), record.encode_to_vec()));
+        rows.push(row(
+            0,
+            keys::instance(&record.instance_id),
+            record.encode_to_vec(),
+        ));
     }
     for ((id, seq), event) in &tables.history {
         rows.push(row(1, keys::sequenced(id, *seq), event.encode_to_vec()));
@@ -173,22 +204,40 @@ fn load_tables(dump: &Dump) -> Result<(MemoryTables, Option<Vec<u8>>), Error> {
     let mut applied_meta = None;
     for DumpRow { table, key, value } in &dump.rows {
         let write = match table {
-            0 => Write::PutInstance(InstanceRecord::decode(value.as_slice()).map_err(|_| corrupt("instances"))?),
+            0 => Write::PutInstance(
+                InstanceRecord::decode(value.as_slice()).map_err(|_| corrupt("instances"))?,
+            ),
             1 | 2 => {
-                let (instance_id, rest) = keys::parse_instance(key).ok_or_else(|| corrupt("history"))?;
+                let (instance_id, rest) =
+                    keys::parse_instance(key).ok_or_else(|| corrupt("history"))?;
                 let seq = keys::parse_seq(rest).ok_or_else(|| corrupt("history"))?;
-                let event = HistoryEvent::decode(value.as_slice()).map_err(|_| corrupt("history"))?;
+                let event =
+                    HistoryEvent::decode(value.as_slice()).map_err(|_| corrupt("history"))?;
                 if *table == 1 {
-                    Write::PutHistory { instance_id, seq, event }
+                    Write::PutHistory {
+                        instance_id,
+                        seq,
+                        event,
+                    }
                 } else {
-                    Write::PutInbox { instance_id, seq, event }
+                    Write::PutInbox {
+                        instance_id,
+                        seq,
+                        event,
+                    }
                 }
             }
             3 => {
-                let (instance_id, rest) = keys::parse_instance(key).ok_or_else(|| corrupt("activities"))?;
+                let (instance_id, rest) =
+                    keys::parse_instance(key).ok_or_else(|| corrupt("activities"))?;
                 let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt("activities"))?;
-                let record = ActivityRecord::decode(value.as_slice()).map_err(|_| corrupt("activities"))?;
-                Write::PutActivity { instance_id, task_id, record }
+                let record =
+                    ActivityRecord::decode(value.as_slice()).map_err(|_| corrupt("activities"))?;
+                Write::PutActivity {
+                    instance_id,
+                    task_id,
+                    record,
+                }
             }
             4 => Write::PutTimer {
                 key: keys::parse_timer(key)?,

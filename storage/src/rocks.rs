@@ -25,7 +25,8 @@ pub const TIMERS: &str = "timers";
 pub const SM_META: &str = "sm_meta";
 
 /// The state machine's column families, in the order snapshots list them.
-pub const STATE_COLUMN_FAMILIES: [&str; 6] = [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
+pub const STATE_COLUMN_FAMILIES: [&str; 6] =
+    [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
 
 const APPLIED_META_KEY: &[u8] = b"applied";
 
@@ -62,7 +63,11 @@ impl RocksStore {
             .unwrap_or_else(|| panic!("column family {name} is opened by open_db"))
     }
 
-    fn get<M: Message + Default>(&self, table: &'static str, key: &[u8]) -> Result<Option<M>, Error> {
+    fn get<M: Message + Default>(
+        &self,
+        table: &'static str,
+        key: &[u8],
+    ) -> Result<Option<M>, Error> {
         match self.db.get_cf(self.cf(table), key)? {
             Some(bytes) => decode(table, &bytes).map(Some),
             None => Ok(None),
@@ -70,7 +75,11 @@ impl RocksStore {
     }
 
     /// Rows whose key starts with `prefix`, in key order, at most [`MAX_SCAN_ROWS`].
-    fn scan_prefix(&self, table: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    fn scan_prefix(
+        &self,
+        table: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(prefix_end(prefix));
         let mode = IteratorMode::From(prefix, Direction::Forward);
@@ -93,7 +102,11 @@ impl RocksStore {
                 record.encode_to_vec(),
             ),
             Write::DeleteInstance(id) => batch.delete_cf(self.cf(INSTANCES), keys::instance(id)),
-            Write::PutHistory { instance_id, seq, event } => batch.put_cf(
+            Write::PutHistory {
+                instance_id,
+                seq,
+                event,
+            } => batch.put_cf(
                 self.cf(HISTORY),
                 keys::sequenced(instance_id, *seq),
                 event.encode_to_vec(),
@@ -102,7 +115,11 @@ impl RocksStore {
                 let prefix = keys::instance(instance_id);
                 batch.delete_range_cf(self.cf(HISTORY), &prefix, &prefix_end(&prefix));
             }
-            Write::PutInbox { instance_id, seq, event } => batch.put_cf(
+            Write::PutInbox {
+                instance_id,
+                seq,
+                event,
+            } => batch.put_cf(
                 self.cf(INBOX),
                 keys::sequenced(instance_id, *seq),
                 event.encode_to_vec(),
@@ -110,14 +127,19 @@ impl RocksStore {
             Write::DeleteInbox { instance_id, seq } => {
                 batch.delete_cf(self.cf(INBOX), keys::sequenced(instance_id, *seq))
             }
-            Write::PutActivity { instance_id, task_id, record } => batch.put_cf(
+            Write::PutActivity {
+                instance_id,
+                task_id,
+                record,
+            } => batch.put_cf(
                 self.cf(ACTIVITIES),
                 keys::activity(instance_id, *task_id),
                 record.encode_to_vec(),
             ),
-            Write::DeleteActivity { instance_id, task_id } => {
-                batch.delete_cf(self.cf(ACTIVITIES), keys::activity(instance_id, *task_id))
-            }
+            Write::DeleteActivity {
+                instance_id,
+                task_id,
+            } => batch.delete_cf(self.cf(ACTIVITIES), keys::activity(instance_id, *task_id)),
             Write::PutTimer { key, record } => {
                 batch.put_cf(self.cf(TIMERS), keys::timer(key), record.encode_to_vec())
             }
@@ -158,15 +180,24 @@ impl StateView for RocksStore {
     }
 
     fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, endure_engine::Error> {
-        Ok(sequenced_rows(self.scan_prefix(INBOX, &keys::instance(instance_id))?, INBOX)?)
+        Ok(sequenced_rows(
+            self.scan_prefix(INBOX, &keys::instance(instance_id))?,
+            INBOX,
+        )?)
     }
 
     fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
-        let rows = sequenced_rows(self.scan_prefix(HISTORY, &keys::instance(instance_id))?, HISTORY)?;
+        let rows = sequenced_rows(
+            self.scan_prefix(HISTORY, &keys::instance(instance_id))?,
+            HISTORY,
+        )?;
         Ok(rows.into_iter().map(|(_, event)| event).collect())
     }
 
-    fn activities(&self, instance_id: &str) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
+    fn activities(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
         let mut activities = Vec::new();
         for (key, value) in self.scan_prefix(ACTIVITIES, &keys::instance(instance_id))? {
             let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
@@ -181,7 +212,10 @@ impl StateView for RocksStore {
     }
 }
 
-fn sequenced_rows(rows: Vec<(Vec<u8>, Vec<u8>)>, table: &'static str) -> Result<Vec<(u64, HistoryEvent)>, Error> {
+fn sequenced_rows(
+    rows: Vec<(Vec<u8>, Vec<u8>)>,
+    table: &'static str,
+) -> Result<Vec<(u64, HistoryEvent)>, Error> {
     rows.into_iter()
         .map(|(key, value)| {
             let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(table))?;
@@ -216,7 +250,9 @@ impl Store for RocksStore {
         for row in self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start) {
             let (key, _) = row?;
             let timer = keys::parse_timer(&key)?;
-            if endure_engine::time::after(&timer.fire_at.unwrap_or_default(), now) || due.len() >= limit {
+            if endure_engine::time::after(&timer.fire_at.unwrap_or_default(), now)
+                || due.len() >= limit
+            {
                 break;
             }
             due.push(timer);
@@ -225,13 +261,21 @@ impl Store for RocksStore {
     }
 
     fn next_timer(&self) -> Result<Option<Timestamp>, Error> {
-        match self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start).next() {
+        match self
+            .db
+            .iterator_cf(self.cf(TIMERS), IteratorMode::Start)
+            .next()
+        {
             Some(row) => Ok(keys::parse_timer(&row?.0)?.fire_at),
             None => Ok(None),
         }
     }
 
-    fn list_instances(&self, after: Option<&str>, limit: usize) -> Result<Vec<InstanceRecord>, Error> {
+    fn list_instances(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, Error> {
         let start = after.map(keys::instance).unwrap_or_default();
         let mut records = Vec::new();
         let mode = IteratorMode::From(&start, Direction::Forward);
@@ -250,9 +294,13 @@ impl Store for RocksStore {
 
     fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error> {
         let mut activities = Vec::new();
-        for row in self.db.iterator_cf(self.cf(ACTIVITIES), IteratorMode::Start) {
+        for row in self
+            .db
+            .iterator_cf(self.cf(ACTIVITIES), IteratorMode::Start)
+        {
             let (key, value) = row?;
-            let (instance_id, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
+            let (instance_id, rest) =
+                keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             activities.push((instance_id, task_id, decode(ACTIVITIES, &value)?));
         }
@@ -260,7 +308,9 @@ impl Store for RocksStore {
     }
 
     fn estimate_timers(&self) -> Result<Option<u64>, Error> {
-        Ok(self.db.property_int_value_cf(self.cf(TIMERS), "rocksdb.estimate-num-keys")?)
+        Ok(self
+            .db
+            .property_int_value_cf(self.cf(TIMERS), "rocksdb.estimate-num-keys")?)
     }
 
     fn export(&self) -> Result<Vec<u8>, Error> {

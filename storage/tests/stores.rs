@@ -13,48 +13,129 @@ use prost_types::Timestamp;
 fn raised(name: &str) -> HistoryEvent {
     HistoryEvent {
         event_id: -1,
-        timestamp: Some(Timestamp { seconds: 1, nanos: 0 }),
-        event_type: Some(EventType::EventRaised(EventRaisedEvent { name: name.into(), input: None })),
+        timestamp: Some(Timestamp {
+            seconds: 1,
+            nanos: 0,
+        }),
+        event_type: Some(EventType::EventRaised(EventRaisedEvent {
+            name: name.into(),
+            input: None,
+        })),
         ..Default::default()
     }
 }
 
 fn timer(seconds: i64, id: &str) -> TimerKey {
-    TimerKey { fire_at: Some(Timestamp { seconds, nanos: 0 }), instance_id: id.into(), timer_id: 1 }
+    TimerKey {
+        fire_at: Some(Timestamp { seconds, nanos: 0 }),
+        instance_id: id.into(),
+        timer_id: 1,
+    }
 }
 
 fn sample_writes() -> Vec<Write> {
     let mut writes = Vec::new();
     for id in ["a", "ab", "b"] {
-        writes.push(Write::PutInstance(InstanceRecord { instance_id: id.into(), name: "W".into(), ..Default::default() }));
+        writes.push(Write::PutInstance(InstanceRecord {
+            instance_id: id.into(),
+            name: "W".into(),
+            ..Default::default()
+        }));
         for seq in 0..3 {
-            writes.push(Write::PutHistory { instance_id: id.into(), seq, event: raised(&format!("h{seq}")) });
-            writes.push(Write::PutInbox { instance_id: id.into(), seq, event: raised(&format!("i{seq}")) });
+            writes.push(Write::PutHistory {
+                instance_id: id.into(),
+                seq,
+                event: raised(&format!("h{seq}")),
+            });
+            writes.push(Write::PutInbox {
+                instance_id: id.into(),
+                seq,
+                event: raised(&format!("i{seq}")),
+            });
         }
-        writes.push(Write::PutActivity { instance_id: id.into(), task_id: 2, record: ActivityRecord { name: "A".into(), ..Default::default() } });
+        writes.push(Write::PutActivity {
+            instance_id: id.into(),
+            task_id: 2,
+            record: ActivityRecord {
+                name: "A".into(),
+                ..Default::default()
+            },
+        });
     }
-    writes.push(Write::DeleteHistory { instance_id: "a".into() });
-    writes.push(Write::DeleteInbox { instance_id: "ab".into(), seq: 1 });
-    writes.push(Write::PutTimer { key: timer(50, "b"), record: TimerRecord { execution_id: "e".into() } });
-    writes.push(Write::PutTimer { key: timer(5, "a"), record: TimerRecord { execution_id: "e".into() } });
-    writes.push(Write::PutTimer { key: timer(253_402_300_799, "a"), record: TimerRecord::default() });
+    writes.push(Write::DeleteHistory {
+        instance_id: "a".into(),
+    });
+    writes.push(Write::DeleteInbox {
+        instance_id: "ab".into(),
+        seq: 1,
+    });
+    writes.push(Write::PutTimer {
+        key: timer(50, "b"),
+        record: TimerRecord {
+            execution_id: "e".into(),
+        },
+    });
+    writes.push(Write::PutTimer {
+        key: timer(5, "a"),
+        record: TimerRecord {
+            execution_id: "e".into(),
+        },
+    });
+    writes.push(Write::PutTimer {
+        key: timer(253_402_300_799, "a"),
+        record: TimerRecord::default(),
+    });
     writes
 }
 
 fn assert_sample_state(store: &dyn Store) {
-    assert!(store.history("a").unwrap().is_empty(), "history of a was deleted");
-    assert_eq!(store.history("ab").unwrap().len(), 3, "deleting a's rows must not touch ab's");
-    let inbox: Vec<u64> = store.inbox("ab").unwrap().into_iter().map(|(seq, _)| seq).collect();
+    assert!(
+        store.history("a").unwrap().is_empty(),
+        "history of a was deleted"
+    );
+    assert_eq!(
+        store.history("ab").unwrap().len(),
+        3,
+        "deleting a's rows must not touch ab's"
+    );
+    let inbox: Vec<u64> = store
+        .inbox("ab")
+        .unwrap()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
     assert_eq!(inbox, vec![0, 2]);
     assert_eq!(store.activities("b").unwrap().len(), 1);
-    let due = store.due_timers(&Timestamp { seconds: 60, nanos: 0 }, 10).unwrap();
+    let due = store
+        .due_timers(
+            &Timestamp {
+                seconds: 60,
+                nanos: 0,
+            },
+            10,
+        )
+        .unwrap();
     assert_eq!(due, vec![timer(5, "a"), timer(50, "b")]);
-    assert_eq!(store.next_timer().unwrap(), Some(Timestamp { seconds: 5, nanos: 0 }));
-    let page: Vec<String> = store.list_instances(Some("a"), 10).unwrap().into_iter().map(|r| r.instance_id).collect();
+    assert_eq!(
+        store.next_timer().unwrap(),
+        Some(Timestamp {
+            seconds: 5,
+            nanos: 0
+        })
+    );
+    let page: Vec<String> = store
+        .list_instances(Some("a"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.instance_id)
+        .collect();
     // Key order: length-prefixed IDs, so "b" sorts before "ab".
     assert_eq!(page, vec!["b".to_string(), "ab".to_string()]);
     assert_eq!(store.pending_activities().unwrap().len(), 3);
-    assert_eq!(store.applied_meta().unwrap().as_deref(), Some(&b"meta-1"[..]));
+    assert_eq!(
+        store.applied_meta().unwrap().as_deref(),
+        Some(&b"meta-1"[..])
+    );
 }
 
 #[test]
@@ -71,10 +152,21 @@ fn rocks_and_memory_agree_and_snapshots_cross_over() {
     assert_sample_state(&from_rocks);
     let other_dir = tempfile::tempdir().unwrap();
     let from_memory = RocksStore::new(open_db(other_dir.path(), &[]).unwrap());
-    from_memory.commit(&[Write::PutInstance(InstanceRecord { instance_id: "gone".into(), ..Default::default() })], b"x").unwrap();
+    from_memory
+        .commit(
+            &[Write::PutInstance(InstanceRecord {
+                instance_id: "gone".into(),
+                ..Default::default()
+            })],
+            b"x",
+        )
+        .unwrap();
     from_memory.import(&memory.export().unwrap()).unwrap();
     assert_sample_state(&from_memory);
-    assert!(from_memory.instance("gone").unwrap().is_none(), "import replaces the old state");
+    assert!(
+        from_memory.instance("gone").unwrap().is_none(),
+        "import replaces the old state"
+    );
 }
 
 #[test]
@@ -93,7 +185,8 @@ fn a_corrupt_record_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_db(dir.path(), &[]).unwrap();
     let cf = db.cf_handle("instances").unwrap();
-    db.put_cf(&cf, endure_storage::keys::instance("x"), [0xff, 0xff, 0xff]).unwrap();
+    db.put_cf(&cf, endure_storage::keys::instance("x"), [0xff, 0xff, 0xff])
+        .unwrap();
     let rocks = RocksStore::new(db);
     let error = rocks.instance("x").unwrap_err();
     assert!(error.to_string().contains("corrupt"), "{error}");

@@ -9,8 +9,9 @@ pub mod terminate;
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
-    ExecutionCompletedEvent, HistoryEvent, OrchestrationStatus, SubOrchestrationInstanceCompletedEvent,
-    SubOrchestrationInstanceFailedEvent, TaskFailureDetails,
+    ExecutionCompletedEvent, HistoryEvent, OrchestrationStatus,
+    SubOrchestrationInstanceCompletedEvent, SubOrchestrationInstanceFailedEvent,
+    TaskFailureDetails,
 };
 use prost_types::Timestamp;
 

@@ -9,7 +9,9 @@ use crate::Error;
 
 pub fn apply(tx: &mut Tx<'_>, purge: &Purge) -> Result<Outcome, Error> {
     let Some(record) = tx.instance(&purge.instance_id)? else {
-        return Ok(Outcome::Rejected(Rejection::no_such_instance(&purge.instance_id)));
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(
+            &purge.instance_id,
+        )));
     };
     if !is_terminal(record.status) {
         return Ok(Outcome::Rejected(Rejection::new(

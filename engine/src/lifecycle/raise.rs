@@ -14,7 +14,9 @@ use crate::Error;
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, raise: &RaiseEvent) -> Result<Outcome, Error> {
     let Some(mut record) = tx.instance(&raise.instance_id)? else {
-        return Ok(Outcome::Rejected(Rejection::no_such_instance(&raise.instance_id)));
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(
+            &raise.instance_id,
+        )));
     };
     if is_terminal(record.status) {
         return Ok(Outcome::OK);

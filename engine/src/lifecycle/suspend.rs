@@ -13,7 +13,9 @@ use crate::Error;
 
 pub fn suspend(tx: &mut Tx<'_>, ctx: &Ctx, suspend: &Suspend) -> Result<Outcome, Error> {
     let Some(mut record) = tx.instance(&suspend.instance_id)? else {
-        return Ok(Outcome::Rejected(Rejection::no_such_instance(&suspend.instance_id)));
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(
+            &suspend.instance_id,
+        )));
     };
     let suspended = OrchestrationStatus::Suspended as i32;
     if is_terminal(record.status) || record.status == suspended {
@@ -31,7 +33,9 @@ pub fn suspend(tx: &mut Tx<'_>, ctx: &Ctx, suspend: &Suspend) -> Result<Outcome,
 
 pub fn resume(tx: &mut Tx<'_>, ctx: &Ctx, resume: &Resume) -> Result<Outcome, Error> {
     let Some(mut record) = tx.instance(&resume.instance_id)? else {
-        return Ok(Outcome::Rejected(Rejection::no_such_instance(&resume.instance_id)));
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(
+            &resume.instance_id,
+        )));
     };
     if record.status != OrchestrationStatus::Suspended as i32 {
         return Ok(Outcome::OK);

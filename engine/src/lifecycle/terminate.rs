@@ -12,10 +12,18 @@ use crate::Error;
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, terminate: &Terminate) -> Result<Outcome, Error> {
     let Some(record) = tx.instance(&terminate.instance_id)? else {
-        return Ok(Outcome::Rejected(Rejection::no_such_instance(&terminate.instance_id)));
+        return Ok(Outcome::Rejected(Rejection::no_such_instance(
+            &terminate.instance_id,
+        )));
     };
     if !is_terminal(record.status) {
-        terminate_instance(tx, ctx, record, terminate.output.clone(), terminate.recursive)?;
+        terminate_instance(
+            tx,
+            ctx,
+            record,
+            terminate.output.clone(),
+            terminate.recursive,
+        )?;
     }
     Ok(Outcome::OK)
 }
@@ -31,9 +39,16 @@ pub fn terminate_instance(
     if record.history_len == 0 {
         // Never ran: its ExecutionStarted still waits in the inbox; keep it in the history
         // so the history says what was terminated.
-        let started = tx.inbox(&record.instance_id)?.into_iter().map(|(_, e)| e).find(|e| {
-            matches!(e.event_type, Some(endure_proto::history_event::EventType::ExecutionStarted(_)))
-        });
+        let started = tx
+            .inbox(&record.instance_id)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .find(|e| {
+                matches!(
+                    e.event_type,
+                    Some(endure_proto::history_event::EventType::ExecutionStarted(_))
+                )
+            });
         if let Some(started) = started {
             tx.append_history(&mut record, started);
         }

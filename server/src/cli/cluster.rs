@@ -6,7 +6,9 @@
 
 use clap::Subcommand;
 use endure_proto::endure::internal::admin_client::AdminClient;
-use endure_proto::endure::internal::{ClusterStatus, ClusterStatusRequest, JoinNodeRequest, LeaveNodeRequest};
+use endure_proto::endure::internal::{
+    ClusterStatus, ClusterStatusRequest, JoinNodeRequest, LeaveNodeRequest,
+};
 use serde_json::{json, Value};
 
 use super::output::{fields, print_json, Format, Table};
@@ -52,12 +54,22 @@ async fn change_membership(command: Command, target: &Target, format: Format) ->
         let mut client = AdminClient::new(target.connect().await?);
         let response = match command {
             Command::Join { node_id, address } => {
-                client.join_node(target.request(JoinNodeRequest { node_id, address })).await
+                client
+                    .join_node(target.request(JoinNodeRequest { node_id, address }))
+                    .await
             }
-            Command::Leave { node_id } => client.leave_node(target.request(LeaveNodeRequest { node_id })).await,
+            Command::Leave { node_id } => {
+                client
+                    .leave_node(target.request(LeaveNodeRequest { node_id }))
+                    .await
+            }
             Command::Status => unreachable!("status is not a membership change"),
         };
-        Ok::<_, Error>(response.map_err(|status| target.error(status, None))?.into_inner())
+        Ok::<_, Error>(
+            response
+                .map_err(|status| target.error(status, None))?
+                .into_inner(),
+        )
     }
     .await;
     match result {

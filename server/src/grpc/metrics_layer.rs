@@ -33,11 +33,16 @@ pub struct GrpcMetrics<S> {
 fn method_label(path: &str) -> String {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let method = path.rsplit('/').next().unwrap_or("");
-    let valid = !method.is_empty() && method.len() <= 64 && method.chars().all(|c| c.is_ascii_alphanumeric());
+    let valid = !method.is_empty()
+        && method.len() <= 64
+        && method.chars().all(|c| c.is_ascii_alphanumeric());
     if !valid {
         return "other".to_string();
     }
-    let mut seen = SEEN.get_or_init(Default::default).lock().expect("lock poisoned");
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("lock poisoned");
     if seen.contains(method) || seen.len() < MAX_METHOD_LABELS {
         seen.insert(method.to_string());
         return method.to_string();

@@ -80,7 +80,10 @@ pub enum StartWait {
 macro_rules! forward {
     ($self:ident, $method:ident, $request:ident) => {
         if let Some(mut leader) = $self.forward.leader_for(&$request)? {
-            return leader.taskhub.$method(crate::forward::forwarded($request)).await;
+            return leader
+                .taskhub
+                .$method(crate::forward::forwarded($request))
+                .await;
         }
     };
 }
@@ -92,23 +95,36 @@ impl Sidecar {
             .read()
             .expect("lock poisoned")
             .clone()
-            .ok_or_else(|| Status::unavailable("this node is not serving as leader right now; retry"))
+            .ok_or_else(|| {
+                Status::unavailable("this node is not serving as leader right now; retry")
+            })
     }
 
     /// Starts an instance (a generated ID if none is given). With a scheduled start in the
     /// future the call never waits.
-    pub async fn start(&self, request: CreateInstanceRequest, wait: StartWait) -> Result<CreateInstanceResponse, Status> {
+    pub async fn start(
+        &self,
+        request: CreateInstanceRequest,
+        wait: StartWait,
+    ) -> Result<CreateInstanceResponse, Status> {
         self.within_limit(&request)?;
         if let Some(mut leader) = self.forward.leader()? {
             let forwarded = match wait {
                 StartWait::UntilRunning(deadline) => {
                     let mut forwarded = crate::forward::forwarded(Request::new(request));
                     if let Some(deadline) = deadline {
-                        forwarded.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                        forwarded.set_timeout(
+                            deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        );
                     }
                     leader.taskhub.start_instance(forwarded).await
                 }
-                StartWait::No => leader.admin.start_instance_no_wait(crate::forward::forwarded(Request::new(request))).await,
+                StartWait::No => {
+                    leader
+                        .admin
+                        .start_instance_no_wait(crate::forward::forwarded(Request::new(request)))
+                        .await
+                }
             };
             return forwarded.map(Response::into_inner);
         }
@@ -154,7 +170,10 @@ impl Sidecar {
         Ok(())
     }
 
-    async fn read_instance(&self, instance_id: &str) -> Result<Option<endure_engine::records::InstanceRecord>, Status> {
+    async fn read_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<endure_engine::records::InstanceRecord>, Status> {
         self.proposer.linearizable().await.map_err(from_proposer)?;
         self.store.instance(instance_id).map_err(from_storage)
     }
@@ -172,7 +191,9 @@ impl Sidecar {
                 exists: true,
                 orchestration_state: Some(query::state(&record, true)),
             }),
-            None => Err(Status::not_found(format!("no such instance exists: '{instance_id}'"))),
+            None => Err(Status::not_found(format!(
+                "no such instance exists: '{instance_id}'"
+            ))),
         }
     }
 }
@@ -188,7 +209,9 @@ impl TaskHubSidecarService for Sidecar {
         request: Request<CreateInstanceRequest>,
     ) -> Result<Response<CreateInstanceResponse>, Status> {
         let deadline = wait::deadline(&request);
-        let started = self.start(request.into_inner(), StartWait::UntilRunning(deadline)).await?;
+        let started = self
+            .start(request.into_inner(), StartWait::UntilRunning(deadline))
+            .await?;
         Ok(Response::new(started))
     }
 
@@ -204,7 +227,10 @@ impl TaskHubSidecarService for Sidecar {
                 exists: true,
                 orchestration_state: Some(query::state(&record, request.get_inputs_and_outputs)),
             },
-            None => GetInstanceResponse { exists: false, orchestration_state: None },
+            None => GetInstanceResponse {
+                exists: false,
+                orchestration_state: None,
+            },
         };
         Ok(Response::new(response))
     }
@@ -216,7 +242,9 @@ impl TaskHubSidecarService for Sidecar {
         forward!(self, wait_for_instance_start, request);
         let deadline = wait::deadline(&request);
         let id = request.into_inner().instance_id;
-        Ok(Response::new(self.wait_for(&id, deadline, query::has_started).await?))
+        Ok(Response::new(
+            self.wait_for(&id, deadline, query::has_started).await?,
+        ))
     }
 
     async fn wait_for_instance_completion(
@@ -226,7 +254,9 @@ impl TaskHubSidecarService for Sidecar {
         forward!(self, wait_for_instance_completion, request);
         let deadline = wait::deadline(&request);
         let id = request.into_inner().instance_id;
-        Ok(Response::new(self.wait_for(&id, deadline, query::has_completed).await?))
+        Ok(Response::new(
+            self.wait_for(&id, deadline, query::has_completed).await?,
+        ))
     }
 
     async fn raise_event(
@@ -238,7 +268,11 @@ impl TaskHubSidecarService for Sidecar {
         self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
         require(&request.name, "event name")?;
-        let raise = RaiseEvent { instance_id: request.instance_id, name: request.name, input: request.input };
+        let raise = RaiseEvent {
+            instance_id: request.instance_id,
+            name: request.name,
+            input: request.input,
+        };
         check(self.proposer.propose(Kind::RaiseEvent(raise)).await)?;
         Ok(Response::new(RaiseEventResponse {}))
     }
@@ -268,7 +302,10 @@ impl TaskHubSidecarService for Sidecar {
         forward!(self, suspend_instance, request);
         let request = request.into_inner();
         require(&request.instance_id, "instanceId")?;
-        let suspend = Suspend { instance_id: request.instance_id, reason: request.reason };
+        let suspend = Suspend {
+            instance_id: request.instance_id,
+            reason: request.reason,
+        };
         check(self.proposer.propose(Kind::Suspend(suspend)).await)?;
         Ok(Response::new(SuspendResponse {}))
     }
@@ -280,7 +317,10 @@ impl TaskHubSidecarService for Sidecar {
         forward!(self, resume_instance, request);
         let request = request.into_inner();
         require(&request.instance_id, "instanceId")?;
-        let resume = Resume { instance_id: request.instance_id, reason: request.reason };
+        let resume = Resume {
+            instance_id: request.instance_id,
+            reason: request.reason,
+        };
         check(self.proposer.propose(Kind::Resume(resume)).await)?;
         Ok(Response::new(ResumeResponse {}))
     }
@@ -294,12 +334,17 @@ impl TaskHubSidecarService for Sidecar {
         let instance_id = match request.request {
             Some(purge_instances_request::Request::InstanceId(id)) => id,
             Some(purge_instances_request::Request::PurgeInstanceFilter(_)) => {
-                return Err(Status::unimplemented("multi-instance purge is not implemented"));
+                return Err(Status::unimplemented(
+                    "multi-instance purge is not implemented",
+                ));
             }
             None => return Err(Status::invalid_argument("instanceId is required")),
         };
         require(&instance_id, "instanceId")?;
-        let purge = Purge { instance_id, recursive: request.recursive };
+        let purge = Purge {
+            instance_id,
+            recursive: request.recursive,
+        };
         let response = check(self.proposer.propose(Kind::Purge(purge)).await)?;
         Ok(Response::new(PurgeInstancesResponse {
             deleted_instance_count: response.purged as i32,
@@ -314,10 +359,15 @@ impl TaskHubSidecarService for Sidecar {
         if let Some(mut leader) = self.forward.leader_for(&request)? {
             // The worker's stream on this node relays the leader's; when the leader goes,
             // the stream ends and the worker reconnects (to this node, then a new leader).
-            let relayed = leader.taskhub.get_work_items(crate::forward::forwarded(request)).await?;
+            let relayed = leader
+                .taskhub
+                .get_work_items(crate::forward::forwarded(request))
+                .await?;
             return Ok(Response::new(Box::pin(relayed.into_inner())));
         }
-        Ok(Response::new(Box::pin(worker::open_stream(self, request.into_inner()).await?)))
+        Ok(Response::new(Box::pin(
+            worker::open_stream(self, request.into_inner()).await?,
+        )))
     }
 
     async fn complete_activity_task(
@@ -361,7 +411,9 @@ impl TaskHubSidecarService for Sidecar {
         let instance_id = request.into_inner().instance_id;
         require(&instance_id, "instanceId")?;
         if self.read_instance(&instance_id).await?.is_none() {
-            return Err(Status::not_found(format!("workflow instance '{instance_id}' not found")));
+            return Err(Status::not_found(format!(
+                "workflow instance '{instance_id}' not found"
+            )));
         }
         let events = self.store.history(&instance_id).map_err(from_storage)?;
         Ok(Response::new(GetInstanceHistoryResponse { events }))
@@ -384,15 +436,28 @@ impl TaskHubSidecarService for Sidecar {
             .list_instances(after.as_deref(), page + 1)
             .map_err(from_storage)?;
         let more = records.len() > page;
-        let instance_ids: Vec<String> = records.into_iter().take(page).map(|r| r.instance_id).collect();
-        let continuation_token = if more { instance_ids.last().cloned() } else { None };
-        Ok(Response::new(ListInstanceIDsResponse { instance_ids, continuation_token }))
+        let instance_ids: Vec<String> = records
+            .into_iter()
+            .take(page)
+            .map(|r| r.instance_id)
+            .collect();
+        let continuation_token = if more {
+            instance_ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(Response::new(ListInstanceIDsResponse {
+            instance_ids,
+            continuation_token,
+        }))
     }
 
     async fn rerun_workflow_from_event(
         &self,
         _request: Request<RerunWorkflowFromEventRequest>,
     ) -> Result<Response<RerunWorkflowFromEventResponse>, Status> {
-        Err(Status::unimplemented("rerunning a workflow from an event is not supported yet"))
+        Err(Status::unimplemented(
+            "rerunning a workflow from an event is not supported yet",
+        ))
     }
 }

@@ -69,7 +69,10 @@ pub async fn until(
     }
 }
 
-async fn changed(changes: &mut tokio::sync::broadcast::Receiver<Arc<Vec<Effect>>>, instance_id: &str) {
+async fn changed(
+    changes: &mut tokio::sync::broadcast::Receiver<Arc<Vec<Effect>>>,
+    instance_id: &str,
+) {
     loop {
         match changes.recv().await {
             Ok(effects) => {

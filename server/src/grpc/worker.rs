@@ -39,20 +39,34 @@ impl Drop for WorkStream {
 
 /// Registers a worker; the SDK's concurrency hints are not needed (the stream's flow
 /// control and the per-worker queue bound what a worker holds).
-pub async fn open_stream(sidecar: &Sidecar, _request: GetWorkItemsRequest) -> Result<WorkStream, Status> {
+pub async fn open_stream(
+    sidecar: &Sidecar,
+    _request: GetWorkItemsRequest,
+) -> Result<WorkStream, Status> {
     let worker_id = sidecar.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
     let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
     let dispatcher = sidecar.dispatcher()?;
     dispatcher.connect(worker_id, sender).await;
-    Ok(WorkStream { items, worker_id, dispatcher })
+    Ok(WorkStream {
+        items,
+        worker_id,
+        dispatcher,
+    })
 }
 
 /// Records a worker's answer to a turn.
 #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %response.instance_id))]
-pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) -> Result<(), Status> {
+pub async fn complete_turn(
+    sidecar: &Sidecar,
+    response: OrchestratorResponse,
+) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let token = response.completion_token.clone();
-    let command = sidecar.dispatcher()?.resolve_turn(response).await.map_err(|reason| stale("turn", reason))?;
+    let command = sidecar
+        .dispatcher()?
+        .resolve_turn(response)
+        .await
+        .map_err(|reason| stale("turn", reason))?;
     let result = sidecar.proposer.propose(Kind::CompleteTurn(command)).await;
     if let Ok(dispatcher) = sidecar.dispatcher() {
         dispatcher.turn_done(instance_id.clone(), token).await;
@@ -69,7 +83,10 @@ pub async fn complete_turn(sidecar: &Sidecar, response: OrchestratorResponse) ->
 
 /// Records an activity's result.
 #[tracing::instrument(level = "debug", skip_all, fields(instance_id = %response.instance_id, task_id = response.task_id))]
-pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) -> Result<(), Status> {
+pub async fn complete_activity(
+    sidecar: &Sidecar,
+    response: ActivityResponse,
+) -> Result<(), Status> {
     let instance_id = response.instance_id.clone();
     let task_id = response.task_id;
     let dispatcher = sidecar.dispatcher()?;
@@ -77,7 +94,10 @@ pub async fn complete_activity(sidecar: &Sidecar, response: ActivityResponse) ->
         .resolve_activity(response)
         .await
         .map_err(|reason| stale("activity", reason))?;
-    let result = sidecar.proposer.propose(Kind::CompleteActivity(command)).await;
+    let result = sidecar
+        .proposer
+        .propose(Kind::CompleteActivity(command))
+        .await;
     dispatcher.activity_done(instance_id, task_id).await;
     check(result).map(|_| ()).inspect_err(|status| {
         if status.code() == tonic::Code::NotFound {

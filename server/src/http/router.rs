@@ -143,10 +143,22 @@ impl Route {
         match self {
             Route::Start { .. } => "start",
             Route::Get { .. } => "get",
-            Route::Manage { action: Action::Terminate, .. } => "terminate",
-            Route::Manage { action: Action::Pause, .. } => "pause",
-            Route::Manage { action: Action::Resume, .. } => "resume",
-            Route::Manage { action: Action::Purge, .. } => "purge",
+            Route::Manage {
+                action: Action::Terminate,
+                ..
+            } => "terminate",
+            Route::Manage {
+                action: Action::Pause,
+                ..
+            } => "pause",
+            Route::Manage {
+                action: Action::Resume,
+                ..
+            } => "resume",
+            Route::Manage {
+                action: Action::Purge,
+                ..
+            } => "purge",
             Route::RaiseEvent { .. } => "raise_event",
             Route::DaprHealth => "dapr_healthz",
             Route::DaprMetadata => "dapr_metadata",
@@ -169,7 +181,8 @@ pub async fn handle(state: HttpState, request: Request<Incoming>) -> Response {
     };
     metrics::counter!("endure_http_requests_total", "route" => label, "status" => response.status().as_u16().to_string())
         .increment(1);
-    metrics::histogram!("endure_http_request_duration_seconds", "route" => label).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("endure_http_request_duration_seconds", "route" => label)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 

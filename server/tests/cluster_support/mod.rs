@@ -17,7 +17,11 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Node {
@@ -51,7 +55,11 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Cluster { nodes, snapshot_logs, _dir: dir };
+        let mut cluster = Cluster {
+            nodes,
+            snapshot_logs,
+            _dir: dir,
+        };
         for index in 0..3 {
             cluster.spawn(index);
         }
@@ -62,7 +70,11 @@ impl Cluster {
     }
 
     fn peers_of_first_three(&self) -> Vec<String> {
-        self.nodes.iter().take(3).map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft_port)).collect()
+        self.nodes
+            .iter()
+            .take(3)
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.raft_port))
+            .collect()
     }
 
     /// Adds a node started with `--join` (not yet a member); returns its index.
@@ -97,9 +109,17 @@ impl Cluster {
     }
 
     fn spawn_with(&mut self, index: usize, join: bool) {
-        let peers = if join { Vec::new() } else { self.peers_of_first_three() };
+        let peers = if join {
+            Vec::new()
+        } else {
+            self.peers_of_first_three()
+        };
         let node = &mut self.nodes[index];
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_endure"));
         command
             .arg("serve")
@@ -118,7 +138,11 @@ impl Cluster {
         if let Some(every) = self.snapshot_logs {
             command.args(["--snapshot-logs", &every.to_string()]);
         }
-        let child = command.stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
         node.child = Some(child);
     }
 
@@ -126,7 +150,12 @@ impl Cluster {
         let node = &self.nodes[index];
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", node.grpc_port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "node {} did not start: {}", node.id, self.logs(index));
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node {} did not start: {}",
+                node.id,
+                self.logs(index)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -157,14 +186,19 @@ impl Cluster {
     }
 
     pub async fn client(&self, index: usize) -> TaskHubSidecarServiceClient<Channel> {
-        TaskHubSidecarServiceClient::connect(self.endpoint(index)).await.unwrap()
+        TaskHubSidecarServiceClient::connect(self.endpoint(index))
+            .await
+            .unwrap()
     }
 
     pub async fn status(&self, index: usize) -> Result<ClusterStatus, tonic::Status> {
         let mut admin = AdminClient::connect(self.endpoint(index))
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        Ok(admin.cluster_status(ClusterStatusRequest {}).await?.into_inner())
+        Ok(admin
+            .cluster_status(ClusterStatusRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Index of the node that reports itself leader, waiting up to 30 s.
@@ -178,7 +212,10 @@ impl Cluster {
                     }
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "no leader elected");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no leader elected"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -203,9 +240,12 @@ fn chain_state(turn: &OrchestratorRequest) -> (i64, Vec<i64>, usize) {
                 input = e.input.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
             }
             Some(history_event::EventType::TaskScheduled(_)) => scheduled += 1,
-            Some(history_event::EventType::TaskCompleted(e)) => {
-                results.push(e.result.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0))
-            }
+            Some(history_event::EventType::TaskCompleted(e)) => results.push(
+                e.result
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
             _ => {}
         }
     }
@@ -222,7 +262,11 @@ fn chain_actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
     let value = results.last().copied().unwrap_or(input);
     let id = scheduled as i32 + 1;
     let kind = if scheduled < 3 {
-        Action::ScheduleTask(ScheduleTaskAction { name: "add_one".into(), input: Some(value.to_string()), ..Default::default() })
+        Action::ScheduleTask(ScheduleTaskAction {
+            name: "add_one".into(),
+            input: Some(value.to_string()),
+            ..Default::default()
+        })
     } else {
         Action::CompleteOrchestration(CompleteOrchestrationAction {
             orchestration_status: OrchestrationStatus::Completed as i32,
@@ -230,7 +274,11 @@ fn chain_actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
             ..Default::default()
         })
     };
-    vec![OrchestratorAction { id, orchestrator_action_type: Some(kind), ..Default::default() }]
+    vec![OrchestratorAction {
+        id,
+        orchestrator_action_type: Some(kind),
+        ..Default::default()
+    }]
 }
 
 /// A worker on `endpoint` that runs chains of three activities and reconnects whenever its
@@ -246,7 +294,10 @@ pub fn chain_worker(endpoint: String) -> tokio::task::JoinHandle<()> {
 
 async fn serve_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut client = TaskHubSidecarServiceClient::connect(endpoint.to_string()).await?;
-    let mut stream = client.get_work_items(GetWorkItemsRequest::default()).await?.into_inner();
+    let mut stream = client
+        .get_work_items(GetWorkItemsRequest::default())
+        .await?
+        .into_inner();
     while let Some(item) = stream.next().await {
         let item = item?;
         match item.request {
@@ -260,9 +311,16 @@ async fn serve_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error + Se
                 let _ = client.complete_orchestrator_task(response).await;
             }
             Some(work_item::Request::ActivityRequest(activity)) => {
-                let value: i64 = activity.input.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let value: i64 = activity
+                    .input
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 let response = ActivityResponse {
-                    instance_id: activity.orchestration_instance.map(|i| i.instance_id).unwrap_or_default(),
+                    instance_id: activity
+                        .orchestration_instance
+                        .map(|i| i.instance_id)
+                        .unwrap_or_default(),
                     task_id: activity.task_id,
                     result: Some((value + 1).to_string()),
                     completion_token: item.completion_token,
@@ -277,7 +335,10 @@ async fn serve_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error + Se
 }
 
 /// Waits for completion through `client`, retrying while the cluster fails over.
-pub async fn wait_completed(client: &mut TaskHubSidecarServiceClient<Channel>, id: &str) -> OrchestrationState {
+pub async fn wait_completed(
+    client: &mut TaskHubSidecarServiceClient<Channel>,
+    id: &str,
+) -> OrchestrationState {
     let started = Instant::now();
     loop {
         let mut request = tonic::Request::new(GetInstanceRequest {
@@ -289,7 +350,10 @@ pub async fn wait_completed(client: &mut TaskHubSidecarServiceClient<Channel>, i
         match client.wait_for_instance_completion(request).await {
             Ok(response) => return response.into_inner().orchestration_state.unwrap(),
             Err(status) => {
-                assert!(started.elapsed() < Duration::from_secs(120), "{id} did not complete: {status}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "{id} did not complete: {status}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -311,7 +375,10 @@ pub async fn start_chain(client: &mut TaskHubSidecarServiceClient<Channel>, id: 
             Ok(_) => return,
             Err(status) if status.code() == tonic::Code::AlreadyExists => return,
             Err(status) => {
-                assert!(started.elapsed() < Duration::from_secs(60), "cannot start {id}: {status}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "cannot start {id}: {status}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

@@ -11,7 +11,11 @@ use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 use tonic::transport::Channel;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `endure serve` process; killed when dropped.
@@ -33,7 +37,11 @@ impl Server {
 
     pub fn spawn(data_dir: &Path, grpc_port: u16, http_port: u16) -> Server {
         let log = data_dir.with_extension("log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_endure"))
             .arg("serve")
             .arg("--data-dir")
@@ -48,13 +56,23 @@ impl Server {
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("the endure binary starts");
-        Server { child, grpc_port, http_port, data_dir: data_dir.to_path_buf(), log }
+        Server {
+            child,
+            grpc_port,
+            http_port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
     }
 
     pub fn wait_ready(&self) {
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.grpc_port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "server did not start: {}", self.logs());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server did not start: {}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -68,7 +86,9 @@ impl Server {
     }
 
     pub async fn client(&self) -> TaskHubSidecarServiceClient<Channel> {
-        TaskHubSidecarServiceClient::connect(self.endpoint()).await.unwrap()
+        TaskHubSidecarServiceClient::connect(self.endpoint())
+            .await
+            .unwrap()
     }
 
     /// SIGKILL, no chance to flush anything.
