@@ -113,10 +113,7 @@ pub fn apply(view: &dyn StateView, command: &Command, meta: &EntryMeta) -> Resul
         Some(Kind::FireTimers(fire)) => timers::apply(&mut tx, &ctx, fire)?,
         // Cluster membership bookkeeping: the Raft adapter records it; no workflow state.
         Some(Kind::RetireNode(_)) => Outcome::OK,
-        Some(Kind::Rerun(_)) => Outcome::Rejected(Rejection::new(
-            RejectionCode::InvalidArgument,
-            "rerunning a workflow from an event is not supported yet",
-        )),
+        Some(Kind::Rerun(rerun)) => lifecycle::rerun::apply(&mut tx, &ctx, rerun)?,
     };
     if let Outcome::Rejected(_) = outcome {
         return Ok(Applied {

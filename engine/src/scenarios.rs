@@ -566,3 +566,90 @@ fn status_transitions_are_reported_as_effects() {
         if *f == pending && *t == OrchestrationStatus::Running as i32)
     );
 }
+
+#[test]
+fn rerun_replays_the_turn_that_scheduled_the_event() {
+    let mut h = Harness::new();
+    h.start("src", "Chain", sv("1"));
+    h.turn("src", vec![schedule(1, "A")]);
+    h.complete_activity("src", 1, "2");
+    h.turn("src", vec![schedule(2, "B")]);
+    h.complete_activity("src", 2, "3");
+    h.turn(
+        "src",
+        vec![complete(3, OrchestrationStatus::Completed, sv("3"))],
+    );
+    let rerun = |new_id: &str, event_id: i32| {
+        Kind::Rerun(Rerun {
+            source_instance_id: "src".into(),
+            event_id,
+            new_instance_id: new_id.into(),
+            overwrite_input: false,
+            input: None,
+        })
+    };
+    assert_eq!(h.outcome(rerun("again", 2)), Outcome::OK);
+    // Kept: the first turn and activity A's result; the turn that scheduled B comes again.
+    assert_eq!(
+        h.history("again"),
+        "-1 OrchestratorStarted\n-1 ExecutionStarted Chain Some(\"1\")\n1 TaskScheduled A"
+    );
+    let turn = h.next_turn("again").unwrap();
+    assert!(render(&turn.request.new_events).ends_with("-1 TaskCompleted #1 Some(\"2\")"));
+    assert_ne!(h.record("again").execution_id, h.record("src").execution_id);
+    assert_eq!(h.turn("again", vec![schedule(2, "B")]), Outcome::OK);
+    assert!(
+        h.tables.activities.contains_key(&("again".to_string(), 2)),
+        "B runs again"
+    );
+
+    let exists = h.outcome(rerun("again", 2));
+    assert!(matches!(exists, Outcome::Rejected(r) if r.code == RejectionCode::AlreadyExists));
+    let not_schedulable = h.outcome(rerun("x", 3));
+    assert!(
+        matches!(not_schedulable, Outcome::Rejected(r) if r.code == RejectionCode::InvalidArgument)
+    );
+    let running = h.outcome(Kind::Rerun(Rerun {
+        source_instance_id: "again".into(),
+        event_id: 1,
+        new_instance_id: "y".into(),
+        overwrite_input: false,
+        input: None,
+    }));
+    assert!(matches!(running, Outcome::Rejected(r) if r.code == RejectionCode::InvalidArgument));
+    let missing = h.outcome(Kind::Rerun(Rerun {
+        source_instance_id: "nope".into(),
+        event_id: 1,
+        new_instance_id: "z".into(),
+        overwrite_input: false,
+        input: None,
+    }));
+    assert!(matches!(missing, Outcome::Rejected(r) if r.code == RejectionCode::NotFound));
+}
+
+#[test]
+fn rerun_from_the_first_turn_starts_over_with_a_new_input() {
+    let mut h = Harness::new();
+    h.start("src", "Chain", sv("1"));
+    h.turn("src", vec![schedule(1, "A")]);
+    h.complete_activity("src", 1, "2");
+    h.turn(
+        "src",
+        vec![complete(2, OrchestrationStatus::Completed, sv("2"))],
+    );
+    let kind = Kind::Rerun(Rerun {
+        source_instance_id: "src".into(),
+        event_id: 1,
+        new_instance_id: "fresh".into(),
+        overwrite_input: true,
+        input: sv("10"),
+    });
+    assert_eq!(h.outcome(kind), Outcome::OK);
+    assert_eq!(h.history("fresh"), "");
+    assert_eq!(h.status("fresh"), OrchestrationStatus::Pending);
+    let turn = h.next_turn("fresh").unwrap();
+    assert_eq!(
+        render(&turn.request.new_events),
+        "-1 OrchestratorStarted\n-1 ExecutionStarted Chain Some(\"10\")"
+    );
+}

@@ -345,3 +345,91 @@ fn a_corrupt_data_directory_stops_the_server_with_a_clear_message() {
     let logs = server.logs();
     assert!(logs.contains("cannot open the data directory"), "{logs}");
 }
+
+#[tokio::test]
+async fn rerun_from_an_activity_runs_it_again_in_a_new_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let worker = common::shout_worker(&server).await;
+    let mut client = server.client().await;
+    client
+        .start_instance(start_request("source", "hello"))
+        .await
+        .unwrap();
+    let wait = |id: &str| GetInstanceRequest {
+        instance_id: id.into(),
+        get_inputs_and_outputs: true,
+        ..Default::default()
+    };
+    let done = client
+        .wait_for_instance_completion(wait("source"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        done.orchestration_state.unwrap().output.as_deref(),
+        Some("HELLO")
+    );
+    let history = client
+        .get_instance_history(GetInstanceHistoryRequest {
+            instance_id: "source".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let scheduled = history
+        .events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.event_type,
+                Some(history_event::EventType::TaskScheduled(_))
+            )
+        })
+        .expect("the source scheduled an activity")
+        .event_id;
+
+    let rerun = RerunWorkflowFromEventRequest {
+        source_instance_id: "source".into(),
+        event_id: scheduled as u32,
+        new_instance_id: Some("rerun".into()),
+        input: Some("again".into()),
+        overwrite_input: true,
+        ..Default::default()
+    };
+    let response = client
+        .rerun_workflow_from_event(rerun.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.new_instance_id, "rerun");
+    let done = client
+        .wait_for_instance_completion(wait("rerun"))
+        .await
+        .unwrap()
+        .into_inner();
+    let state = done.orchestration_state.unwrap();
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Completed as i32
+    );
+    assert_eq!(
+        state.output.as_deref(),
+        Some("AGAIN"),
+        "the activity ran again with the new input"
+    );
+
+    let taken = client.rerun_workflow_from_event(rerun).await.unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    let missing = RerunWorkflowFromEventRequest {
+        source_instance_id: "nope".into(),
+        event_id: 1,
+        ..Default::default()
+    };
+    let missing = client.rerun_workflow_from_event(missing).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing
+        .message()
+        .contains("workflow instance does not exist with ID 'nope'"));
+    worker.abort();
+}

@@ -3,6 +3,7 @@
 
 pub mod purge;
 pub mod raise;
+pub mod rerun;
 pub mod start;
 pub mod suspend;
 pub mod terminate;

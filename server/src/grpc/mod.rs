@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use endure_engine::query;
 use endure_engine::records::command::Kind;
-use endure_engine::records::{Purge, RaiseEvent, Resume, StartInstance, Suspend, Terminate};
+use endure_engine::records::{Purge, RaiseEvent, Rerun, Resume, StartInstance, Suspend, Terminate};
 use endure_engine::StateView;
 use endure_proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use endure_proto::*;
@@ -454,10 +454,33 @@ impl TaskHubSidecarService for Sidecar {
 
     async fn rerun_workflow_from_event(
         &self,
-        _request: Request<RerunWorkflowFromEventRequest>,
+        request: Request<RerunWorkflowFromEventRequest>,
     ) -> Result<Response<RerunWorkflowFromEventResponse>, Status> {
-        Err(Status::unimplemented(
-            "rerunning a workflow from an event is not supported yet",
-        ))
+        forward!(self, rerun_workflow_from_event, request);
+        let deadline = wait::deadline(&request);
+        let request = request.into_inner();
+        self.within_limit(&request)?;
+        require(&request.source_instance_id, "sourceInstanceID")?;
+        let new_instance_id = match request.new_instance_id.filter(|id| !id.is_empty()) {
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        require(&new_instance_id, "newInstanceID")?;
+        let event_id = i32::try_from(request.event_id).map_err(|_| {
+            Status::invalid_argument(format!("eventID {} is out of range", request.event_id))
+        })?;
+        let rerun = Rerun {
+            source_instance_id: request.source_instance_id,
+            event_id,
+            new_instance_id: new_instance_id.clone(),
+            overwrite_input: request.overwrite_input,
+            input: request.input,
+        };
+        check(self.proposer.propose(Kind::Rerun(rerun)).await)?;
+        // As Dapr: return once the new instance runs.
+        wait::until(self, &new_instance_id, deadline, query::has_started).await?;
+        Ok(Response::new(RerunWorkflowFromEventResponse {
+            new_instance_id,
+        }))
     }
 }
