@@ -25,6 +25,11 @@ use crate::clock::Clock;
 pub const WORKER_QUEUE_ITEMS: usize = 4_096;
 /// Messages buffered for the dispatcher task.
 pub const DISPATCHER_QUEUE_MESSAGES: usize = 65_536;
+/// A turn unanswered this long is sent again (turns take milliseconds in the SDKs).
+pub const TURN_REDELIVERY_AFTER: Duration = Duration::from_secs(30);
+/// An activity unanswered this long is sent again (activities may legitimately run long;
+/// this is the backstop for an answer lost on its way, not a timeout).
+pub const ACTIVITY_REDELIVERY_AFTER: Duration = Duration::from_secs(600);
 /// How often items that found no free worker are offered again.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// Instances read per page when rescanning the tables.
@@ -424,7 +429,47 @@ impl Dispatcher {
         None
     }
 
+    /// Sends again what was sent long ago and never answered: an answer the worker sent
+    /// may have been lost on its way (the SDKs do not resend), and a worker whose stream
+    /// stays open would otherwise hold the item for ever. Answers are fenced, so a late
+    /// answer to the first dispatch is refused.
+    fn redeliver_overdue(&mut self) {
+        let overdue_turns: Vec<String> = self
+            .turns
+            .iter()
+            .filter(|(_, t)| !t.completing && t.sent_at.elapsed() > TURN_REDELIVERY_AFTER)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for instance_id in overdue_turns {
+            warn!(
+                instance_id,
+                "turn unanswered for {TURN_REDELIVERY_AFTER:?}; sending it again"
+            );
+            self.turns.remove(&instance_id);
+            self.consider_turn(&instance_id);
+        }
+        let overdue_activities: Vec<String> = self
+            .activities
+            .iter()
+            .filter(|(_, a)| a.sent_at.elapsed() > ACTIVITY_REDELIVERY_AFTER)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in overdue_activities {
+            if let Some(activity) = self.activities.remove(&token) {
+                warn!(
+                    instance_id = activity.instance_id,
+                    task_id = activity.task_id,
+                    "activity unanswered; sending it again"
+                );
+                self.activity_tokens
+                    .remove(&(activity.instance_id.clone(), activity.task_id));
+                self.send_activity(&activity.instance_id, activity.task_id);
+            }
+        }
+    }
+
     fn retry_waiting(&mut self) {
+        self.redeliver_overdue();
         if self.workers.is_empty() {
             return;
         }

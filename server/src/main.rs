@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = Settings::resolve(args)?;
             init_logging(&settings.log_level, settings.log_format);
+            abort_on_panic();
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(serve(settings))
@@ -81,6 +82,18 @@ fn main() -> anyhow::Result<()> {
         Command::Workflow(args) => std::process::exit(cli::run_workflow(args)),
         Command::Cluster(args) => std::process::exit(cli::run_cluster(args)),
     }
+}
+
+/// A panic anywhere (a broken invariant, an unreadable record in a background task) stops
+/// the whole process: a node must never run on with a dead dispatcher or timer service.
+/// Restarting recovers from the fsynced log.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        tracing::error!(%info, "panic: stopping the node");
+        std::process::abort();
+    }));
 }
 
 fn init_logging(level: &str, format: config::LogFormat) {

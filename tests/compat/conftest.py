@@ -75,10 +75,14 @@ def endure_server(tmp_path_factory):
     In cluster mode an `EndureCluster`: the same attributes are the client node's, plus
     `.worker_endpoint`, `.nodes`, `leader_index()`; `kill9()` kills the current leader."""
     base: Path = tmp_path_factory.mktemp("endure")
+    # e.g. ENDURE_COMPAT_LOG_LEVEL=info,endure=debug to see every dispatch in the logs
+    log_level = os.environ.get("ENDURE_COMPAT_LOG_LEVEL") or "info"
     if CLUSTER_MODE:
-        server = EndureCluster(base_dir=base, size=cluster_nodes())
+        server = EndureCluster(base_dir=base, size=cluster_nodes(), log_level=log_level)
     else:
-        server = EndureServer(data_dir=base / "data", log_path=base / "endure.log")
+        server = EndureServer(
+            data_dir=base / "data", log_path=base / "endure.log", log_level=log_level
+        )
     try:
         server.start()
     except ServerError as e:

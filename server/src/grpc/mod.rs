@@ -32,6 +32,10 @@ use status::{check, from_proposer, from_storage};
 type WorkItemStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WorkItem, Status>> + Send + 'static>>;
 
+/// Tries to hand a worker's answer to the leader while leadership moves.
+const ANSWER_FORWARD_ATTEMPTS: u32 = 20;
+const ANSWER_FORWARD_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Longest instance ID or name accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 1_024;
 /// Largest page ListInstanceIDs returns.
@@ -84,6 +88,39 @@ macro_rules! forward {
                 .taskhub
                 .$method(crate::forward::forwarded($request))
                 .await;
+        }
+    };
+}
+
+/// As `forward!`, for a worker's answer: the SDKs do not resend an answer that failed, so
+/// while leadership moves it is forwarded again to whichever node leads (answers are fenced,
+/// so one that arrives twice is applied once).
+macro_rules! forward_answer {
+    ($self:ident, $method:ident, $request:ident) => {
+        if $self.forward.leader_for(&$request)?.is_some() {
+            let message = $request.into_inner();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = match $self.forward.leader()? {
+                    Some(mut leader) => {
+                        leader
+                            .taskhub
+                            .$method(crate::forward::forwarded(Request::new(message.clone())))
+                            .await
+                    }
+                    None => return $self.$method(Request::new(message)).await,
+                };
+                match result {
+                    Err(status)
+                        if status.code() == tonic::Code::Unavailable
+                            && attempt < ANSWER_FORWARD_ATTEMPTS =>
+                    {
+                        tokio::time::sleep(ANSWER_FORWARD_BACKOFF).await;
+                    }
+                    result => return result,
+                }
+            }
         }
     };
 }
@@ -374,7 +411,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<ActivityResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        forward!(self, complete_activity_task, request);
+        forward_answer!(self, complete_activity_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_activity(self, request).await?;
@@ -385,7 +422,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        forward!(self, complete_orchestrator_task, request);
+        forward_answer!(self, complete_orchestrator_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_turn(self, request).await?;
@@ -396,7 +433,7 @@ impl TaskHubSidecarService for Sidecar {
         &self,
         request: Request<OrchestratorResponse>,
     ) -> Result<Response<CompleteTaskResponse>, Status> {
-        forward!(self, complete_workflow_task, request);
+        forward_answer!(self, complete_workflow_task, request);
         let request = request.into_inner();
         self.within_limit(&request)?;
         worker::complete_turn(self, request).await?;
