@@ -113,6 +113,7 @@ pub fn apply(view: &dyn StateView, command: &Command, meta: &EntryMeta) -> Resul
         Some(Kind::FireTimers(fire)) => timers::apply(&mut tx, &ctx, fire)?,
         // Cluster membership bookkeeping: the Raft adapter records it; no workflow state.
         Some(Kind::RetireNode(_)) => Outcome::OK,
+        Some(Kind::StallForPayload(stall)) => lifecycle::stall::apply(&mut tx, &ctx, stall)?,
         Some(Kind::Rerun(rerun)) => lifecycle::rerun::apply(&mut tx, &ctx, rerun)?,
     };
     if let Outcome::Rejected(_) = outcome {

@@ -34,6 +34,7 @@ pub fn is_ready(record: &InstanceRecord) -> bool {
     !is_terminal(record.status)
         && record.status != OrchestrationStatus::Suspended as i32
         && record.scheduled_start.is_none()
+        && !record.payload_stalled
         && record.inbox_len > 0
 }
 

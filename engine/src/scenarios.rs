@@ -653,3 +653,34 @@ fn rerun_from_the_first_turn_starts_over_with_a_new_input() {
         "-1 OrchestratorStarted\n-1 ExecutionStarted Chain Some(\"10\")"
     );
 }
+
+#[test]
+fn an_oversized_turn_stalls_the_instance_once() {
+    let mut h = Harness::new();
+    h.start("wf", "W", None);
+    let turn = h.next_turn("wf").unwrap();
+    let stall = |history_len| {
+        Kind::StallForPayload(StallForPayload {
+            instance_id: "wf".into(),
+            execution_id: turn.execution_id.clone(),
+            history_len,
+            description: "too large".into(),
+        })
+    };
+    assert_eq!(h.outcome(stall(turn.history_len)), Outcome::OK);
+    assert_eq!(h.status("wf"), OrchestrationStatus::Stalled);
+    assert!(h.history("wf").ends_with("ExecutionStalled"));
+    assert!(
+        h.next_turn("wf").is_none(),
+        "no turn is sent to a payload-stalled instance"
+    );
+    let again = h.outcome(stall(h.record("wf").history_len));
+    assert!(matches!(again, Outcome::Rejected(r) if r.code == RejectionCode::Stale));
+    let ended = h.outcome(Kind::Terminate(Terminate {
+        instance_id: "wf".into(),
+        output: None,
+        recursive: false,
+    }));
+    assert_eq!(ended, Outcome::OK);
+    assert_eq!(h.status("wf"), OrchestrationStatus::Terminated);
+}

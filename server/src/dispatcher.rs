@@ -10,16 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use endure_engine::dispatch::{self, Turn};
-use endure_engine::records::{CompleteActivity, CompleteTurn};
+use endure_engine::records::command::Kind;
+use endure_engine::records::{CompleteActivity, CompleteTurn, StallForPayload};
 use endure_engine::{Effect, StateView};
 use endure_proto::{work_item, ActivityResponse, OrchestratorResponse, WorkItem};
 use endure_storage::rocks::RocksStore;
 use endure_storage::Store;
+use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
+use crate::proposer::Proposer;
 
 /// Work items buffered per worker stream before the dispatcher tries another worker.
 pub const WORKER_QUEUE_ITEMS: usize = 4_096;
@@ -158,6 +161,10 @@ pub struct Dispatcher {
     waiting_turns: BTreeSet<String>,
     waiting_activities: VecDeque<(String, i32)>,
     next_token: u64,
+    /// Proposes the payload-size stall of an instance whose turn is too large.
+    proposer: Proposer,
+    /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
+    max_turn_bytes: usize,
 }
 
 impl Dispatcher {
@@ -165,6 +172,8 @@ impl Dispatcher {
         store: Arc<RocksStore>,
         clock: Arc<dyn Clock>,
         effects: broadcast::Receiver<Arc<Vec<Effect>>>,
+        proposer: Proposer,
+        max_turn_bytes: usize,
     ) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(DISPATCHER_QUEUE_MESSAGES);
         let dispatcher = Dispatcher {
@@ -180,6 +189,8 @@ impl Dispatcher {
             waiting_turns: BTreeSet::new(),
             waiting_activities: VecDeque::new(),
             next_token: 0,
+            proposer,
+            max_turn_bytes,
         };
         (dispatcher, Handle { tx })
     }
@@ -336,6 +347,11 @@ impl Dispatcher {
         let Some(turn) = dispatch::build_turn(&record, history, inbox, self.clock.now()) else {
             return;
         };
+        let size = turn.request.encoded_len();
+        if size > self.max_turn_bytes {
+            self.stall(&turn, size);
+            return;
+        }
         let token = self.token("t");
         let item = WorkItem {
             request: Some(work_item::Request::OrchestratorRequest(
@@ -364,6 +380,32 @@ impl Dispatcher {
                 self.waiting_turns.insert(instance_id.to_string());
             }
         }
+    }
+
+    /// A turn no worker would accept (it would break the worker's stream, again and
+    /// again): the instance is stalled instead, as Dapr does.
+    fn stall(&self, turn: &Turn, size: usize) {
+        let description = format!(
+            "the next turn is {size} bytes, over the {} bytes a worker accepts",
+            self.max_turn_bytes
+        );
+        warn!(
+            instance_id = turn.request.instance_id,
+            size, "turn too large: stalling the instance"
+        );
+        metrics::counter!("endure_turns_too_large_total").increment(1);
+        let stall = StallForPayload {
+            instance_id: turn.request.instance_id.clone(),
+            execution_id: turn.execution_id.clone(),
+            history_len: turn.history_len,
+            description,
+        };
+        let proposer = self.proposer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = proposer.propose(Kind::StallForPayload(stall)).await {
+                warn!(error = %e, "could not stall an instance with an oversized turn");
+            }
+        });
     }
 
     /// Sends a pending activity unless it is already in flight.

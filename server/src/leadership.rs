@@ -26,6 +26,8 @@ pub struct Leadership {
     pub clock: Arc<dyn Clock>,
     /// Where the running dispatcher's handle is published for the gRPC service.
     pub slot: Arc<RwLock<Option<dispatcher::Handle>>>,
+    /// Largest turn a worker accepts, in bytes.
+    pub max_turn_bytes: usize,
 }
 
 fn is_leader(metrics: &RaftMetrics<NodeId, BasicNode>, node_id: NodeId) -> bool {
@@ -78,6 +80,8 @@ impl Leadership {
             self.node.store.clone(),
             self.clock.clone(),
             self.node.shared.subscribe(),
+            self.proposer.clone(),
+            self.max_turn_bytes,
         );
         *self.slot.write().expect("lock poisoned") = Some(handle);
         let timers = TimerService {

@@ -128,6 +128,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         proposer: proposer.clone(),
         clock,
         slot: slot.clone(),
+        max_turn_bytes: settings.max_message_bytes,
     };
     let mut tasks = vec![
         tokio::spawn(leadership.run(shutdown_rx.clone())),

@@ -433,3 +433,65 @@ async fn rerun_from_an_activity_runs_it_again_in_a_new_instance() {
         .contains("workflow instance does not exist with ID 'nope'"));
     worker.abort();
 }
+
+#[tokio::test]
+async fn a_turn_larger_than_a_worker_accepts_stalls_the_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &["--max-message-bytes", "2048"]);
+    let worker = common::shout_worker(&server).await;
+    let mut client = server.client().await;
+    // The first turn and the activity fit; the second turn carries the input three times.
+    let input = "x".repeat(900);
+    client
+        .start_instance(start_request("big", &input))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let state = loop {
+        let request = GetInstanceRequest {
+            instance_id: "big".into(),
+            ..Default::default()
+        };
+        let state = client
+            .get_instance(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .orchestration_state
+            .unwrap();
+        if state.orchestration_status == OrchestrationStatus::Stalled as i32 {
+            break state;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "not stalled: {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        state.orchestration_status,
+        OrchestrationStatus::Stalled as i32
+    );
+    let history = client
+        .get_instance_history(GetInstanceHistoryRequest {
+            instance_id: "big".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let stalled = history.events.iter().find_map(|e| match &e.event_type {
+        Some(history_event::EventType::ExecutionStalled(s)) => Some(s.clone()),
+        _ => None,
+    });
+    let stalled = stalled.expect("an ExecutionStalled event");
+    assert_eq!(stalled.reason, 2, "PAYLOAD_SIZE_EXCEEDED");
+    assert!(stalled.description.unwrap().contains("over the 2048 bytes"));
+    client
+        .terminate_instance(TerminateRequest {
+            instance_id: "big".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    worker.abort();
+}

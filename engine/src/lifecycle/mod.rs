@@ -4,6 +4,7 @@
 pub mod purge;
 pub mod raise;
 pub mod rerun;
+pub mod stall;
 pub mod start;
 pub mod suspend;
 pub mod terminate;

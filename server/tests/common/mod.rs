@@ -35,7 +35,18 @@ impl Server {
         server
     }
 
+    /// Starts a node with extra `serve` flags and waits until it serves.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let server = Server::spawn_with(data_dir, free_port(), free_port(), extra);
+        server.wait_ready();
+        server
+    }
+
     pub fn spawn(data_dir: &Path, grpc_port: u16, http_port: u16) -> Server {
+        Server::spawn_with(data_dir, grpc_port, http_port, &[])
+    }
+
+    fn spawn_with(data_dir: &Path, grpc_port: u16, http_port: u16, extra: &[&str]) -> Server {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -52,6 +63,7 @@ impl Server {
             .arg(format!("127.0.0.1:{http_port}"))
             .arg("--log-level")
             .arg("info")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()
