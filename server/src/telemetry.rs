@@ -73,6 +73,10 @@ fn describe() {
         "endure_stale_completions_total",
         "Worker answers refused because they no longer matched (fenced), by kind."
     );
+    describe_counter!(
+        "endure_turns_too_large_total",
+        "Turns over the size a worker accepts; their instances were stalled."
+    );
     describe_gauge!(
         "endure_timers_pending",
         "Durable timers armed (RocksDB's estimate)."
