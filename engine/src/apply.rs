@@ -34,8 +34,8 @@ pub enum Effect {
     },
 }
 
-/// Why a command changed nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a command changed nothing. (Serde: the Raft response carries it to the proposer.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RejectionCode {
     NotFound,
     AlreadyExists,
@@ -45,7 +45,7 @@ pub enum RejectionCode {
     Stale,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rejection {
     pub code: RejectionCode,
     pub message: String,

@@ -17,10 +17,7 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::types::{
-    Entry, LogId, NodeId, Rejection, RejectionCode, Response, SnapshotMeta, StoredMembership,
-    TypeConfig,
-};
+use crate::types::{Entry, LogId, NodeId, Response, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// Capacity of the effects channel, in applied entries; a slower listener gets `Lagged`.
 pub const EFFECTS_CHANNEL_ENTRIES: usize = 16_384;
@@ -182,25 +179,8 @@ impl<S: Store> StateMachine<S> {
 
 fn to_response(outcome: Option<Outcome>) -> Response {
     match outcome {
-        Some(Outcome::Applied { purged }) => Response {
-            rejection: None,
-            purged,
-        },
-        Some(Outcome::Rejected(rejection)) => Response {
-            rejection: Some(Rejection {
-                code: match rejection.code {
-                    endure_engine::RejectionCode::NotFound => RejectionCode::NotFound,
-                    endure_engine::RejectionCode::AlreadyExists => RejectionCode::AlreadyExists,
-                    endure_engine::RejectionCode::InvalidArgument => RejectionCode::InvalidArgument,
-                    endure_engine::RejectionCode::FailedPrecondition => {
-                        RejectionCode::FailedPrecondition
-                    }
-                    endure_engine::RejectionCode::Stale => RejectionCode::Stale,
-                },
-                message: rejection.message,
-            }),
-            purged: 0,
-        },
+        Some(Outcome::Applied { purged }) => Response { rejection: None, purged },
+        Some(Outcome::Rejected(rejection)) => Response { rejection: Some(rejection), purged: 0 },
         None => Response::default(),
     }
 }

@@ -65,19 +65,5 @@ pub struct Response {
     pub purged: u32,
 }
 
-/// A command the state machine refused; nothing was changed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Rejection {
-    pub code: RejectionCode,
-    pub message: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RejectionCode {
-    NotFound,
-    AlreadyExists,
-    InvalidArgument,
-    FailedPrecondition,
-    /// A completion that no longer matches the instance (fenced off).
-    Stale,
-}
+/// A command the state machine refused (nothing was changed), and why.
+pub use endure_engine::{Rejection, RejectionCode};
