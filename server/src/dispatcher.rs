@@ -161,6 +161,8 @@ pub struct Dispatcher {
     waiting_turns: BTreeSet<String>,
     waiting_activities: VecDeque<(String, i32)>,
     next_token: u64,
+    /// Random per dispatcher, part of every token it issues.
+    epoch: String,
     /// Proposes the payload-size stall of an instance whose turn is too large.
     proposer: Proposer,
     /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
@@ -189,6 +191,7 @@ impl Dispatcher {
             waiting_turns: BTreeSet::new(),
             waiting_activities: VecDeque::new(),
             next_token: 0,
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             proposer,
             max_turn_bytes,
         };
@@ -319,9 +322,11 @@ impl Dispatcher {
         }
     }
 
+    /// A completion token no other dispatcher (an earlier leader's, or this node's after a
+    /// restart) has issued: a late answer to an old dispatch never matches a new one.
     fn token(&mut self, prefix: &str) -> String {
         self.next_token += 1;
-        format!("{prefix}{}", self.next_token)
+        format!("{prefix}{}.{}", self.epoch, self.next_token)
     }
 
     /// Sends the instance's next turn if it has one and none is in flight.

@@ -102,19 +102,20 @@ macro_rules! forward_answer {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let result = match $self.forward.leader()? {
-                    Some(mut leader) => {
+                let result = match $self.forward.leader() {
+                    Ok(Some(mut leader)) => {
                         leader
                             .taskhub
                             .$method(crate::forward::forwarded(Request::new(message.clone())))
                             .await
                     }
-                    None => return $self.$method(Request::new(message)).await,
+                    Ok(None) => return $self.$method(Request::new(message)).await,
+                    // No leader known yet: an election is under way.
+                    Err(status) => Err(status),
                 };
                 match result {
                     Err(status)
-                        if status.code() == tonic::Code::Unavailable
-                            && attempt < ANSWER_FORWARD_ATTEMPTS =>
+                        if answer_may_be_lost(&status) && attempt < ANSWER_FORWARD_ATTEMPTS =>
                     {
                         tokio::time::sleep(ANSWER_FORWARD_BACKOFF).await;
                     }
@@ -123,6 +124,15 @@ macro_rules! forward_answer {
             }
         }
     };
+}
+
+/// Statuses after which a forwarded answer may not have reached a leader: the leader went
+/// away (transport errors surface as UNKNOWN or CANCELLED) or none is known.
+fn answer_may_be_lost(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
 }
 
 impl Sidecar {

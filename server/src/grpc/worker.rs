@@ -67,10 +67,20 @@ pub async fn complete_turn(
         .resolve_turn(response)
         .await
         .map_err(|reason| stale("turn", reason))?;
-    let result = sidecar.proposer.propose(Kind::CompleteTurn(command)).await;
-    if let Ok(dispatcher) = sidecar.dispatcher() {
-        dispatcher.turn_done(instance_id.clone(), token).await;
-    }
+    // In its own task: if the caller goes away mid-proposal, the dispatcher still learns
+    // the outcome (otherwise the turn would stay "completing" and never be sent again).
+    let proposer = sidecar.proposer.clone();
+    let dispatcher = sidecar.dispatcher().ok();
+    let done_id = instance_id.clone();
+    let result = tokio::spawn(async move {
+        let result = proposer.propose(Kind::CompleteTurn(command)).await;
+        if let Some(dispatcher) = dispatcher {
+            dispatcher.turn_done(done_id, token).await;
+        }
+        result
+    })
+    .await
+    .map_err(|e| Status::internal(format!("completing the turn failed: {e}")))?;
     if let Err(status) = check(result) {
         if status.code() == tonic::Code::NotFound {
             metrics::counter!("endure_stale_completions_total", "kind" => "turn").increment(1);
