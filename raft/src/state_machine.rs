@@ -179,8 +179,14 @@ impl<S: Store> StateMachine<S> {
 
 fn to_response(outcome: Option<Outcome>) -> Response {
     match outcome {
-        Some(Outcome::Applied { purged }) => Response { rejection: None, purged },
-        Some(Outcome::Rejected(rejection)) => Response { rejection: Some(rejection), purged: 0 },
+        Some(Outcome::Applied { purged }) => Response {
+            rejection: None,
+            purged,
+        },
+        Some(Outcome::Rejected(rejection)) => Response {
+            rejection: Some(rejection),
+            purged: 0,
+        },
         None => Response::default(),
     }
 }
