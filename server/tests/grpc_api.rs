@@ -6,7 +6,6 @@ mod common;
 use common::Server;
 use endure_proto::orchestrator_action::OrchestratorActionType as Action;
 use endure_proto::*;
-use tokio_stream::StreamExt;
 use tonic::Code;
 
 fn start_request(id: &str, input: &str) -> CreateInstanceRequest {
@@ -20,51 +19,33 @@ fn start_request(id: &str, input: &str) -> CreateInstanceRequest {
 
 /// A worker that completes every turn at once with the instance's input as output.
 async fn echo_worker(server: &Server) -> tokio::task::JoinHandle<()> {
-    let mut client = server.client().await;
-    let mut stream = client
-        .get_work_items(GetWorkItemsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::spawn(async move {
-        while let Some(Ok(item)) = stream.next().await {
-            let Some(work_item::Request::OrchestratorRequest(turn)) = item.request else {
-                continue;
-            };
-            let input = turn
-                .new_events
-                .iter()
-                .chain(turn.past_events.iter())
-                .find_map(|e| match &e.event_type {
-                    Some(history_event::EventType::ExecutionStarted(started)) => {
-                        started.input.clone()
-                    }
-                    _ => None,
-                });
-            assert!(matches!(
-                turn.new_events[0].event_type,
-                Some(history_event::EventType::OrchestratorStarted(_))
-            ));
-            let done = OrchestratorAction {
-                id: 1,
-                orchestrator_action_type: Some(Action::CompleteOrchestration(
-                    CompleteOrchestrationAction {
-                        orchestration_status: OrchestrationStatus::Completed as i32,
-                        result: input,
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            };
-            let response = OrchestratorResponse {
-                instance_id: turn.instance_id,
-                actions: vec![done],
-                completion_token: item.completion_token,
-                ..Default::default()
-            };
-            client.complete_orchestrator_task(response).await.unwrap();
-        }
+    common::turn_worker(server, |turn| {
+        let input = turn
+            .new_events
+            .iter()
+            .chain(turn.past_events.iter())
+            .find_map(|e| match &e.event_type {
+                Some(history_event::EventType::ExecutionStarted(started)) => started.input.clone(),
+                _ => None,
+            });
+        assert!(matches!(
+            turn.new_events[0].event_type,
+            Some(history_event::EventType::OrchestratorStarted(_))
+        ));
+        let done = OrchestratorAction {
+            id: 1,
+            orchestrator_action_type: Some(Action::CompleteOrchestration(
+                CompleteOrchestrationAction {
+                    orchestration_status: OrchestrationStatus::Completed as i32,
+                    result: input,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        (vec![done], None)
     })
+    .await
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ use endure_proto::orchestrator_action::OrchestratorActionType as ActionType;
 use endure_proto::*;
 use http_support::*;
 use serde_json::json;
-use tokio_stream::StreamExt;
 
 fn events_of(turn: &OrchestratorRequest) -> impl Iterator<Item = &history_event::EventType> {
     turn.past_events
@@ -66,28 +65,7 @@ fn approval_turn(turn: &OrchestratorRequest) -> (Vec<OrchestratorAction>, Option
 
 /// A worker that answers every turn with [`approval_turn`].
 async fn approval_worker(server: &Server) -> tokio::task::JoinHandle<()> {
-    let mut client = server.client().await;
-    let mut stream = client
-        .get_work_items(GetWorkItemsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::spawn(async move {
-        while let Some(Ok(item)) = stream.next().await {
-            let Some(work_item::Request::OrchestratorRequest(turn)) = item.request else {
-                continue;
-            };
-            let (actions, custom_status) = approval_turn(&turn);
-            let response = OrchestratorResponse {
-                instance_id: turn.instance_id,
-                actions,
-                custom_status,
-                completion_token: item.completion_token,
-                ..Default::default()
-            };
-            client.complete_orchestrator_task(response).await.unwrap();
-        }
-    })
+    common::turn_worker(server, approval_turn).await
 }
 
 /// The message of Dapr's ERR_INSTANCE_ID_INVALID for `id`.

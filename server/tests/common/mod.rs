@@ -218,3 +218,40 @@ fn shout_turn(
         ..Default::default()
     })
 }
+
+/// A worker that answers every turn with `answer(turn) -> (actions, custom status)` and
+/// ignores other work items: the stream loop the turn-only test workers share.
+pub async fn turn_worker<F>(server: &Server, answer: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(
+            &endure_proto::OrchestratorRequest,
+        ) -> (Vec<endure_proto::OrchestratorAction>, Option<String>)
+        + Send
+        + 'static,
+{
+    use endure_proto::*;
+    use tokio_stream::StreamExt;
+
+    let mut client = server.client().await;
+    let mut stream = client
+        .get_work_items(GetWorkItemsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::spawn(async move {
+        while let Some(Ok(item)) = stream.next().await {
+            let Some(work_item::Request::OrchestratorRequest(turn)) = item.request else {
+                continue;
+            };
+            let (actions, custom_status) = answer(&turn);
+            let response = OrchestratorResponse {
+                instance_id: turn.instance_id,
+                actions,
+                custom_status,
+                completion_token: item.completion_token,
+                ..Default::default()
+            };
+            client.complete_orchestrator_task(response).await.unwrap();
+        }
+    })
+}
