@@ -8,7 +8,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/endure-target}"
 
 echo "== cargo test (release profile: the one profile we build)"
 cargo build --release --locked -p endure
-cargo test --release --locked --workspace
+# The default members: everything but the chaos suite, whose own unit tests (the
+# checkers on synthetic histories) run next.
+cargo test --release --locked
+cargo test --release --locked -p endure-chaos
 
 export ENDURE_BIN="$CARGO_TARGET_DIR/release/endure"
 
@@ -20,5 +23,9 @@ bash tests/compat/run_peer_suite.sh
 
 echo "== deploy/: manifests agree with the binary; the local cluster script works"
 bash tests/deploy/run.sh
+
+echo "== chaos smoke: kill, pause and partition, ${CHAOS_SMOKE_SECS:=60} s each, on three real nodes"
+cargo build --release --locked -p endure-chaos
+bash scripts/chaos-smoke.sh "$CHAOS_SMOKE_SECS"
 
 echo "== all tests passed"

@@ -137,6 +137,10 @@ impl LogStore {
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
+        #[cfg(feature = "chaos")]
+        fail::fail_point!("storage::append::before_sync", |_| Err(Error::Injected(
+            "storage::append::before_sync"
+        )));
         let started = std::time::Instant::now();
         self.db.write_opt(batch, &options)?;
         metrics::histogram!("endure_raft_append_seconds").record(started.elapsed().as_secs_f64());

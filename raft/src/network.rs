@@ -42,9 +42,41 @@ pub(crate) struct SnapshotChunkMeta {
     pub done: bool,
 }
 
+/// How often an idle connection to a peer is pinged, and how long the answer may take:
+/// a peer that stopped (SIGSTOP, a cut link that drops packets) is noticed in seconds and
+/// its connection rebuilt, instead of RPCs queueing behind a dead TCP connection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How this node reaches other nodes: by default at the address the membership records for
+/// them; `--peer-route` overrides that per peer (a proxy, a NAT, the chaos suite's links).
+#[derive(Clone, Debug, Default)]
+pub struct Routes(std::sync::Arc<std::collections::BTreeMap<NodeId, String>>);
+
+impl Routes {
+    pub fn new(routes: std::collections::BTreeMap<NodeId, String>) -> Self {
+        Routes(std::sync::Arc::new(routes))
+    }
+
+    /// The address to connect to for `node`, whose membership address is `recorded`.
+    pub fn resolve<'a>(&'a self, node: NodeId, recorded: &'a str) -> &'a str {
+        self.0.get(&node).map(String::as_str).unwrap_or(recorded)
+    }
+}
+
+/// A lazily connecting channel to a peer's internal port, with keepalive.
+pub fn peer_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 /// Builds connections to peers.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub routes: Routes,
+}
 
 /// A lazily connected channel to one peer; tonic reconnects it after failures.
 pub struct Connection {
@@ -56,15 +88,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|endpoint| {
-                let channel = endpoint
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX)
-            })
-            .map_err(|e| format!("bad address {} of node {target}: {e}", node.addr));
+        let address = self.routes.resolve(target, &node.addr);
+        let client = peer_channel(address)
+            .map(|channel| RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX))
+            .map_err(|e| format!("bad address {address} of node {target}: {e}"));
         Connection { target, client }
     }
 }

@@ -9,7 +9,7 @@ use endure_storage::rocks::{open_db, RocksStore};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
-use crate::network::Network;
+use crate::network::{Network, Routes};
 use crate::state_machine::{Shared, StateMachine};
 use crate::types::{NodeId, Raft};
 
@@ -35,6 +35,8 @@ pub struct NodeOptions {
     pub snapshot_every_logs: u64,
     /// Log entries kept behind a snapshot, for followers that are a little behind.
     pub logs_kept_after_snapshot: u64,
+    /// Per peer, the address to connect to instead of its membership address.
+    pub routes: Routes,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -44,6 +46,8 @@ pub struct Node {
     pub store: Arc<RocksStore>,
     pub shared: Arc<Shared>,
     pub node_id: NodeId,
+    /// How this node reaches its peers.
+    pub routes: Routes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,7 @@ async fn probe_peers(options: &NodeOptions) -> Existing {
         if *id == options.node_id {
             continue;
         }
+        let addr = options.routes.resolve(*id, addr);
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
             continue;
         };
@@ -133,7 +138,9 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
     let raft = Raft::new(
         options.node_id,
         Arc::new(config),
-        Network,
+        Network {
+            routes: options.routes.clone(),
+        },
         log_store,
         state_machine,
     )
@@ -187,5 +194,6 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         store,
         shared,
         node_id: options.node_id,
+        routes: options.routes,
     })
 }

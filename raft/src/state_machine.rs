@@ -39,6 +39,9 @@ pub struct Shared {
     effects: broadcast::Sender<Arc<Vec<Effect>>>,
     max_leader_time: Mutex<Timestamp>,
     retired: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Counts installed snapshots: the tables were replaced wholesale, without effects, so
+    /// anything derived from effects (gauges) must be recomputed.
+    snapshot_installs: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -53,6 +56,11 @@ impl Shared {
             .lock()
             .expect("lock poisoned")
             .contains(&node_id)
+    }
+
+    /// Changes each time a snapshot replaced the tables.
+    pub fn snapshot_installs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.snapshot_installs.subscribe()
     }
 
     /// The largest leader time applied so far: a proposer's clock must not go below it.
@@ -96,6 +104,7 @@ impl<S: Store> StateMachine<S> {
             effects: broadcast::channel(EFFECTS_CHANNEL_ENTRIES).0,
             max_leader_time: Mutex::new(Timestamp { seconds, nanos }),
             retired: Mutex::new(meta.retired.clone()),
+            snapshot_installs: tokio::sync::watch::channel(0).0,
         });
         Ok(StateMachine {
             store,
@@ -259,9 +268,14 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         let reopened = Self::open(self.store.clone())?;
         self.meta = reopened.meta;
         *self.shared.retired.lock().expect("lock poisoned") = self.meta.retired.clone();
+        let (seconds, nanos) = self.meta.max_leader_time;
+        *self.shared.max_leader_time.lock().expect("lock poisoned") = Timestamp { seconds, nanos };
         self.meta.last_applied = meta.last_log_id;
         self.meta.membership = meta.last_membership.clone();
         *self.current_snapshot.lock().expect("lock poisoned") = Some((meta.clone(), bytes));
+        self.shared
+            .snapshot_installs
+            .send_modify(|installs| *installs += 1);
         Ok(())
     }
 

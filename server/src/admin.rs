@@ -2,7 +2,8 @@
 
 use endure_proto::endure::internal::admin_server::Admin;
 use endure_proto::endure::internal::{
-    ClusterMember, ClusterStatus, ClusterStatusRequest, JoinNodeRequest, LeaveNodeRequest,
+    ChaosControlReply, ChaosControlRequest, ClusterMember, ClusterStatus, ClusterStatusRequest,
+    JoinNodeRequest, LeaveNodeRequest, LocalStateReply, LocalStateRequest,
 };
 use endure_raft::node::Node;
 use tonic::{Request, Response, Status};
@@ -125,6 +126,7 @@ pub fn cluster_status(node: &Node) -> ClusterStatus {
         state: format!("{:?}", metrics.state),
         snapshot_index: metrics.snapshot.map(|id| id.index).unwrap_or(0),
         purged_index: metrics.purged.map(|id| id.index).unwrap_or(0),
+        wall_time: Some(crate::clock::Clock::now(&crate::clock::SystemClock)),
     }
 }
 
@@ -210,5 +212,19 @@ impl Admin for AdminService {
             .start(request.into_inner(), crate::grpc::StartWait::No)
             .await?;
         Ok(Response::new(started))
+    }
+
+    async fn local_state(
+        &self,
+        request: Request<LocalStateRequest>,
+    ) -> Result<Response<LocalStateReply>, Status> {
+        crate::replica::local_state(&self.node, request.get_ref()).map(Response::new)
+    }
+
+    async fn chaos_control(
+        &self,
+        request: Request<ChaosControlRequest>,
+    ) -> Result<Response<ChaosControlReply>, Status> {
+        crate::chaos::control(request.into_inner()).map(Response::new)
     }
 }

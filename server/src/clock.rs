@@ -1,15 +1,27 @@
-//! The leader's clock. Only the leader reads time, and only through this trait, so tests
-//! can skew it.
+//! Time. Only the leader reads time, and only through the [`Clock`] trait, so tests can
+//! skew it.
+//!
+//! The time a leader stamps on log entries ([`LeaderClock`]) is not its wall clock read
+//! afresh each time. When a node starts to lead it fixes the start of its time line once:
+//! the median of a majority's wall clocks (so one node whose clock is off cannot move
+//! cluster time), never below the largest time already committed. From then on the time
+//! advances by the monotonic clock, so a jump of the wall clock (an operator, NTP
+//! stepping, the chaos suite) neither fires timers early nor holds them back. Raft's own
+//! timeouts never use wall time.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::RwLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use endure_engine::time;
 use prost_types::Timestamp;
+
+use crate::sync::RwLockExt;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 
-/// Wall-clock time.
+/// Wall-clock time (in builds with the `chaos` feature, shifted by [`chaos_offset`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -18,9 +30,213 @@ impl Clock for SystemClock {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Timestamp {
+        let now = Timestamp {
             seconds: since_epoch.as_secs() as i64,
             nanos: since_epoch.subsec_nanos() as i32,
+        };
+        shift_ms(&now, chaos_offset::get_ms())
+    }
+}
+
+/// The chaos suite's clock offset for this process, in milliseconds. Compiled to a
+/// constant zero without the `chaos` feature: a normal build has no way to skew its clock.
+pub mod chaos_offset {
+    #[cfg(feature = "chaos")]
+    static OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+    #[cfg(feature = "chaos")]
+    pub fn get_ms() -> i64 {
+        OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[cfg(not(feature = "chaos"))]
+    pub fn get_ms() -> i64 {
+        0
+    }
+
+    #[cfg(feature = "chaos")]
+    pub fn set_ms(offset_ms: i64) {
+        OFFSET_MS.store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn shift_ms(at: &Timestamp, offset_ms: i64) -> Timestamp {
+    if offset_ms == 0 {
+        return *at;
+    }
+    time::add_nanos(at, offset_ms.saturating_mul(1_000_000))
+}
+
+/// The leader's time line: fixed once per term by [`LeaderClock::start_term`], advanced by
+/// the monotonic clock. Outside a term (a follower, or a leader that has not fixed its time
+/// line yet) it reads the wall clock, which no entry is stamped with then.
+pub struct LeaderClock {
+    wall: Box<dyn Clock>,
+    term: RwLock<Option<(Timestamp, Instant)>>,
+}
+
+impl LeaderClock {
+    pub fn new(wall: impl Clock) -> Self {
+        LeaderClock {
+            wall: Box::new(wall),
+            term: RwLock::new(None),
         }
+    }
+
+    /// The wall clock this time line was built from.
+    pub fn wall(&self) -> Timestamp {
+        self.wall.now()
+    }
+
+    /// Starts a term's time line at `base` (see [`term_base`]).
+    pub fn start_term(&self, base: Timestamp) {
+        *self.term.write_or_die() = Some((base, Instant::now()));
+    }
+
+    /// Whether a term's time line is fixed (entries may be stamped).
+    pub fn in_term(&self) -> bool {
+        self.term.read_or_die().is_some()
+    }
+
+    /// Leadership ended: back to the wall clock.
+    pub fn end_term(&self) {
+        *self.term.write_or_die() = None;
+    }
+}
+
+impl Clock for LeaderClock {
+    fn now(&self) -> Timestamp {
+        match *self.term.read_or_die() {
+            Some((base, started)) => add(&base, started.elapsed()),
+            None => self.wall.now(),
+        }
+    }
+}
+
+fn add(at: &Timestamp, elapsed: Duration) -> Timestamp {
+    time::add_nanos(at, i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// One reading of another node's wall clock, taken by this node.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockSample {
+    /// The other node's wall clock in its answer.
+    pub remote: Timestamp,
+    /// This node's wall clock when the answer arrived.
+    pub local_at_receipt: Timestamp,
+    /// How long the question took to answer.
+    pub round_trip: Duration,
+}
+
+impl ClockSample {
+    /// How far the other clock is ahead of ours, in nanoseconds (behind: negative). The
+    /// answer is taken as written halfway through the round trip.
+    fn offset_nanos(&self) -> i128 {
+        let remote = nanos(&self.remote) + (self.round_trip.as_nanos() / 2) as i128;
+        remote - nanos(&self.local_at_receipt)
+    }
+}
+
+fn nanos(at: &Timestamp) -> i128 {
+    i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos)
+}
+
+/// The start of a new leader's time line: its own clock corrected by the median offset of
+/// the clocks it sampled (its own counts as offset zero; with an even count the lower of
+/// the two middle ones, so an unknown clock never moves time forward), and never before
+/// `committed`, the largest time an earlier leader already put in the log.
+pub fn term_base(own: Timestamp, samples: &[ClockSample], committed: Timestamp) -> Timestamp {
+    let mut offsets: Vec<i128> = samples.iter().map(ClockSample::offset_nanos).collect();
+    offsets.push(0);
+    offsets.sort_unstable();
+    let median = offsets[(offsets.len() - 1) / 2];
+    let corrected = time::add_nanos(
+        &own,
+        median.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+    );
+    time::max(corrected, committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    fn sample(remote: i64, local: i64) -> ClockSample {
+        ClockSample {
+            remote: at(remote),
+            local_at_receipt: at(local),
+            round_trip: Duration::ZERO,
+        }
+    }
+
+    /// A wall clock the test sets.
+    struct Manual(Arc<AtomicI64>);
+
+    impl Clock for Manual {
+        fn now(&self) -> Timestamp {
+            at(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn one_clock_far_ahead_does_not_move_the_time_line() {
+        // This node is 30 s ahead of both others: it takes the middle of the three clocks.
+        let base = term_base(
+            at(1_030),
+            &[sample(1_000, 1_030), sample(1_001, 1_030)],
+            at(0),
+        );
+        assert_eq!(base, at(1_001));
+        // One peer 30 s ahead, one in step: the median is ours.
+        let base = term_base(
+            at(1_000),
+            &[sample(1_030, 1_000), sample(1_000, 1_000)],
+            at(0),
+        );
+        assert_eq!(base, at(1_000));
+    }
+
+    #[test]
+    fn with_two_clocks_the_earlier_wins_and_committed_time_is_a_floor() {
+        assert_eq!(
+            term_base(at(1_000), &[sample(1_050, 1_000)], at(0)),
+            at(1_000)
+        );
+        assert_eq!(term_base(at(1_000), &[sample(990, 1_000)], at(0)), at(990));
+        // An earlier leader already stamped 2_000: never go below it.
+        assert_eq!(term_base(at(1_000), &[], at(2_000)), at(2_000));
+    }
+
+    #[test]
+    fn half_the_round_trip_is_added_to_a_remote_reading() {
+        let slow = ClockSample {
+            remote: at(1_000),
+            local_at_receipt: at(1_001),
+            round_trip: Duration::from_secs(2),
+        };
+        assert_eq!(slow.offset_nanos(), 0);
+    }
+
+    #[test]
+    fn a_wall_clock_jump_during_a_term_does_not_move_leader_time() {
+        let wall = Arc::new(AtomicI64::new(1_000));
+        let clock = LeaderClock::new(Manual(wall.clone()));
+        clock.start_term(at(1_000));
+        wall.store(1_030, Ordering::SeqCst);
+        let during = clock.now();
+        assert!(
+            during.seconds < 1_001,
+            "jumped with the wall clock: {during:?}"
+        );
+        wall.store(970, Ordering::SeqCst);
+        assert!(!time::after(&during, &clock.now()), "went back");
+        clock.end_term();
+        assert_eq!(clock.now(), at(970));
     }
 }

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// this node included. Without peers the node forms a cluster of its own.
     #[arg(long = "peer", env = "ENDURE_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// How this node connects to peer ID, when not at the address the cluster membership
+    /// records for it (a proxy or NAT in between): `ID=HOST:PORT`, repeatable. Only this
+    /// node's outgoing connections change; the membership keeps each node's own address.
+    #[arg(long = "peer-route", env = "ENDURE_PEER_ROUTES", value_delimiter = ',')]
+    pub peer_routes: Vec<String>,
     /// Start empty and wait to be added with `endure cluster join` (a new node).
     #[arg(long, env = "ENDURE_JOIN")]
     pub join: bool,
@@ -82,6 +87,8 @@ struct FileSettings {
     #[serde(default)]
     peers: Vec<String>,
     #[serde(default)]
+    peer_routes: Vec<String>,
+    #[serde(default)]
     join: bool,
     snapshot_logs: Option<u64>,
     log_level: Option<String>,
@@ -98,6 +105,8 @@ pub struct Settings {
     pub node_id: u64,
     pub raft_addr: SocketAddr,
     pub peers: BTreeMap<u64, String>,
+    /// Per peer, the address this node connects to instead of the membership's.
+    pub peer_routes: BTreeMap<u64, String>,
     pub join: bool,
     /// Whether to serve the internal (Raft) address: in a cluster, or when it was given so
     /// that the node can be grown into one.
@@ -138,6 +147,14 @@ impl Settings {
             } else {
                 &args.peers
             })?,
+            peer_routes: parse_id_addresses(
+                "--peer-route",
+                if args.peer_routes.is_empty() {
+                    &file.peer_routes
+                } else {
+                    &args.peer_routes
+                },
+            )?,
             join: args.join || file.join,
             serve_internal: raft_addr_given
                 || args.join
@@ -179,17 +196,22 @@ impl Settings {
 
 /// Parses `ID=HOST:PORT` peers; IDs are unique and at least 1.
 fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    parse_id_addresses("--peer", peers)
+}
+
+/// Parses the `ID=HOST:PORT` values of `flag`; IDs are unique and at least 1.
+fn parse_id_addresses(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut parsed = BTreeMap::new();
-    for peer in peers {
-        let Some((id, addr)) = peer.split_once('=') else {
-            bail!("--peer {peer:?} is not ID=HOST:PORT");
+    for value in values {
+        let Some((id, addr)) = value.split_once('=') else {
+            bail!("{flag} {value:?} is not ID=HOST:PORT");
         };
         let id: u64 = id
             .trim()
             .parse()
-            .with_context(|| format!("--peer {peer:?}: the ID is not a number"))?;
+            .with_context(|| format!("{flag} {value:?}: the ID is not a number"))?;
         if id == 0 {
-            bail!("--peer {peer:?}: node IDs start at 1");
+            bail!("{flag} {value:?}: node IDs start at 1");
         }
         let addr = addr.trim();
         if addr
@@ -197,10 +219,10 @@ fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
             .and_then(|(_, port)| port.parse::<u16>().ok())
             .is_none()
         {
-            bail!("--peer {peer:?}: the address needs a port");
+            bail!("{flag} {value:?}: the address needs a port");
         }
         if parsed.insert(id, addr.to_string()).is_some() {
-            bail!("--peer lists node {id} twice");
+            bail!("{flag} lists node {id} twice");
         }
     }
     Ok(parsed)
@@ -246,6 +268,17 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(missing.is_err());
+        let routes = Settings::resolve(ServeArgs {
+            peer_routes: vec!["2=127.0.0.1:9002".into()],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(routes.peer_routes[&2], "127.0.0.1:9002");
+        let bad = Settings::resolve(ServeArgs {
+            peer_routes: vec!["2=nowhere".into()],
+            ..ServeArgs::default()
+        });
+        assert!(format!("{:#}", bad.unwrap_err()).contains("--peer-route"));
     }
 
     #[test]

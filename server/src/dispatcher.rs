@@ -167,6 +167,9 @@ pub struct Dispatcher {
     proposer: Proposer,
     /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
     max_turn_bytes: usize,
+    /// While redelivering an overdue item: the worker that held it, tried last (its
+    /// stream may be open but dead).
+    held_by: Option<u64>,
 }
 
 impl Dispatcher {
@@ -194,6 +197,7 @@ impl Dispatcher {
             epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             proposer,
             max_turn_bytes,
+            held_by: None,
         };
         (dispatcher, Handle { tx })
     }
@@ -454,12 +458,16 @@ impl Dispatcher {
 
     /// Offers the item to the workers in turn; `None` when no worker can take it now.
     fn send(&mut self, item: WorkItem) -> Option<u64> {
-        let ids: Vec<u64> = self
+        let mut ids: Vec<u64> = self
             .workers
             .range(self.cursor + 1..)
             .chain(self.workers.range(..=self.cursor))
             .map(|(id, _)| *id)
             .collect();
+        if let Some(held_by) = self.held_by {
+            // Everyone else first; the earlier holder only when no one else can take it.
+            ids.sort_by_key(|id| *id == held_by);
+        }
         let mut item = item;
         for worker_id in ids {
             let sender = &self.workers[&worker_id];
@@ -481,19 +489,21 @@ impl Dispatcher {
     /// stays open would otherwise hold the item for ever. Answers are fenced, so a late
     /// answer to the first dispatch is refused.
     fn redeliver_overdue(&mut self) {
-        let overdue_turns: Vec<String> = self
+        let overdue_turns: Vec<(String, u64)> = self
             .turns
             .iter()
             .filter(|(_, t)| !t.completing && t.sent_at.elapsed() > TURN_REDELIVERY_AFTER)
-            .map(|(id, _)| id.clone())
+            .map(|(id, t)| (id.clone(), t.worker_id))
             .collect();
-        for instance_id in overdue_turns {
+        for (instance_id, worker_id) in overdue_turns {
             warn!(
                 instance_id,
                 "turn unanswered for {TURN_REDELIVERY_AFTER:?}; sending it again"
             );
             self.turns.remove(&instance_id);
+            self.held_by = Some(worker_id);
             self.consider_turn(&instance_id);
+            self.held_by = None;
         }
         let overdue_activities: Vec<String> = self
             .activities
@@ -510,7 +520,9 @@ impl Dispatcher {
                 );
                 self.activity_tokens
                     .remove(&(activity.instance_id.clone(), activity.task_id));
+                self.held_by = Some(activity.worker_id);
                 self.send_activity(&activity.instance_id, activity.task_id);
+                self.held_by = None;
             }
         }
     }

@@ -2,26 +2,34 @@
 //! address when it is not the leader itself. The leader proposes, reads linearizably and
 //! dispatches; a forwarded call that loses its leader midway fails with UNAVAILABLE, which
 //! the SDKs retry, never with a false success.
+//!
+//! A forwarded call or relayed stream ends as soon as this node sees another leader (or
+//! none), and the channels to the leader carry HTTP/2 keepalive: a leader that hangs
+//! (paused, cut off) does not hold the workers and clients of the other nodes with it.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use endure_proto::endure::internal::admin_client::AdminClient;
 use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 use endure_raft::node::Node;
-use tonic::transport::{Channel, Endpoint};
+use tokio_stream::Stream;
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::grpc::wait;
 
 /// Marks a request a node forwarded to the leader.
 pub const FORWARDED_HEADER: &str = "endure-forwarded";
-/// How long connecting to the leader may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Clients to the leader's internal service.
 #[derive(Clone)]
 pub struct Leader {
+    /// The node these clients reach.
+    pub node_id: u64,
     pub taskhub: TaskHubSidecarServiceClient<Channel>,
     pub admin: AdminClient<Channel>,
 }
@@ -80,8 +88,9 @@ impl Forwarder {
                 "the leader is node {leader}, whose address is not known; retry"
             ))
         })?;
-        let channel = self.channel(leader, &address)?;
+        let channel = self.channel(leader, self.node.routes.resolve(leader, &address))?;
         Ok(Some(Leader {
+            node_id: leader,
             taskhub: TaskHubSidecarServiceClient::new(channel.clone())
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
@@ -94,15 +103,86 @@ impl Forwarder {
         if let Some(channel) = channels.get(&(leader, address.to_string())) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| {
+        let channel = endure_raft::network::peer_channel(address).map_err(|e| {
             Status::internal(format!("bad address {address} of node {leader}: {e}"))
         })?;
-        let channel = endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
         channels.insert((leader, address.to_string()), channel.clone());
         Ok(channel)
+    }
+}
+
+impl Forwarder {
+    /// Runs a call forwarded to `leader`, or answers UNAVAILABLE as soon as this node sees
+    /// that `leader` no longer leads (the call's outcome is then unknown to the caller).
+    pub async fn while_leading<T>(
+        &self,
+        leader: u64,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        tokio::select! {
+            result = call => result,
+            () = self.leadership_moved(leader) => Err(moved(leader)),
+        }
+    }
+
+    /// A stream relayed from `leader` that ends (with UNAVAILABLE, so the SDK reconnects)
+    /// once this node sees that `leader` no longer leads.
+    pub fn relay<S>(&self, leader: u64, stream: S) -> Relay<S> {
+        let forwarder = self.clone();
+        Relay {
+            inner: Some(stream),
+            moved: Box::pin(async move { forwarder.leadership_moved(leader).await }),
+            leader,
+        }
+    }
+
+    /// Returns once the known leader is no longer `leader` (another, or none).
+    async fn leadership_moved(&self, leader: u64) {
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn moved(leader: u64) -> Status {
+    Status::unavailable(format!(
+        "node {leader} stopped leading while the call was forwarded to it: whether the call \
+         took effect is unknown; retry (a retried start answers ALREADY_EXISTS if it did)"
+    ))
+}
+
+/// See [`Forwarder::relay`].
+pub struct Relay<S> {
+    inner: Option<S>,
+    moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+    leader: u64,
+}
+
+impl<T, S> Stream for Relay<S>
+where
+    S: Stream<Item = Result<T, Status>> + Unpin,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = Pin::new(inner).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.moved.as_mut().poll(cx).is_ready() {
+            // Dropping the relayed stream cancels it on the old leader too.
+            self.inner = None;
+            return Poll::Ready(Some(Err(moved(self.leader))));
+        }
+        Poll::Pending
     }
 }
 

@@ -2,6 +2,9 @@
 //! starts them when the node becomes leader (after it has applied everything committed)
 //! and stops them when it loses leadership; worker streams on this node then end and the
 //! workers reconnect, to be relayed to the new leader.
+//!
+//! Before serving, a new leader fixes the start of its time line from a majority's clocks
+//! ([`crate::clock::term_base`]); the term's time then advances monotonically.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -12,18 +15,22 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::clock::Clock;
+use crate::clock::{self, ClockSample, LeaderClock};
 use crate::dispatcher::{self, Dispatcher};
 use crate::proposer::Proposer;
+use crate::sync::RwLockExt;
 use crate::timers::TimerService;
 
 /// Pause before trying again when a fresh leader cannot confirm its leadership.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How long a new leader waits for a peer's clock reading; a peer that does not answer
+/// in time is left out of the median.
+const CLOCK_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct Leadership {
     pub node: Node,
     pub proposer: Proposer,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<LeaderClock>,
     /// Where the running dispatcher's handle is published for the gRPC service.
     pub slot: Arc<RwLock<Option<dispatcher::Handle>>>,
     /// Largest turn a worker accepts, in bytes.
@@ -50,6 +57,17 @@ impl Leadership {
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
+            let samples = sample_peer_clocks(&self.node).await;
+            let base = clock::term_base(
+                self.clock.wall(),
+                &samples,
+                self.node.shared.max_leader_time(),
+            );
+            self.clock.start_term(base);
+            info!(
+                peers_sampled = samples.len(),
+                "leader time line starts at {}.{:09}", base.seconds, base.nanos
+            );
             let (stop, stopped) = watch::channel(false);
             let tasks = self.start_services(stopped);
             info!(
@@ -60,11 +78,12 @@ impl Leadership {
                 !is_leader(m, self.node.node_id)
             })
             .await;
-            *self.slot.write().expect("lock poisoned") = None;
+            *self.slot.write_or_die() = None;
             let _ = stop.send(true);
             for task in tasks {
                 let _ = task.await;
             }
+            self.clock.end_term();
             info!(
                 node_id = self.node.node_id,
                 "no longer leader: dispatcher and timers stopped"
@@ -83,7 +102,7 @@ impl Leadership {
             self.proposer.clone(),
             self.max_turn_bytes,
         );
-        *self.slot.write().expect("lock poisoned") = Some(handle);
+        *self.slot.write_or_die() = Some(handle);
         let timers = TimerService {
             store: self.node.store.clone(),
             proposer: self.proposer.clone(),
@@ -95,6 +114,52 @@ impl Leadership {
             tokio::spawn(timers.run(stopped)),
         ]
     }
+}
+
+/// Reads the wall clock of every other voter, concurrently, each bounded by
+/// [`CLOCK_SAMPLE_TIMEOUT`].
+async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
+    use endure_proto::endure::internal::admin_client::AdminClient;
+    use endure_proto::endure::internal::ClusterStatusRequest;
+    let peers: Vec<(NodeId, String)> = {
+        let metrics = node.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter(|id| *id != node.node_id)
+            .filter_map(|id| {
+                let addr = membership.get_node(&id)?.addr.clone();
+                Some((id, node.routes.resolve(id, &addr).to_string()))
+            })
+            .collect()
+    };
+    let wall = crate::clock::SystemClock;
+    let mut reads = tokio::task::JoinSet::new();
+    for (id, address) in peers {
+        reads.spawn(async move {
+            let channel = endure_raft::network::peer_channel(&address).ok()?;
+            let sent = std::time::Instant::now();
+            let mut request = tonic::Request::new(ClusterStatusRequest {});
+            request.set_timeout(CLOCK_SAMPLE_TIMEOUT);
+            let mut admin = AdminClient::new(channel);
+            let answer =
+                tokio::time::timeout(CLOCK_SAMPLE_TIMEOUT, admin.cluster_status(request)).await;
+            let status = match answer {
+                Ok(Ok(status)) => status.into_inner(),
+                _ => {
+                    warn!(peer = id, "no clock reading from peer");
+                    return None;
+                }
+            };
+            Some(ClockSample {
+                remote: status.wall_time?,
+                local_at_receipt: crate::clock::Clock::now(&wall),
+                round_trip: sent.elapsed(),
+            })
+        });
+    }
+    reads.join_all().await.into_iter().flatten().collect()
 }
 
 /// Waits until `condition` holds for the metrics; false on shutdown or when Raft stopped.

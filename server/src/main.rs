@@ -9,6 +9,7 @@
 //! - [`grpc`]: the SDK-facing `TaskHubSidecarService`.
 
 mod admin;
+mod chaos;
 mod cli;
 mod clock;
 mod config;
@@ -18,6 +19,8 @@ mod grpc;
 mod http;
 mod leadership;
 mod proposer;
+mod replica;
+mod sync;
 mod telemetry;
 mod timers;
 
@@ -34,7 +37,7 @@ use endure_raft::node::{self, NodeOptions};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{LeaderClock, SystemClock};
 use crate::config::{ServeArgs, Settings};
 
 /// How long a starting node waits for a leader before it serves anyway.
@@ -44,6 +47,12 @@ const LEADER_WAIT: Duration = Duration::from_secs(30);
 const TRANSPORT_CAP_FACTOR: usize = 4;
 /// How long binding an address that is in use is retried.
 const BIND_RETRY_FOR: Duration = Duration::from_secs(15);
+/// How often the server pings every connection (HTTP/2 PING), and how long the answer may
+/// take: a worker whose connection went silent without closing (a dead host, a cut link, a
+/// stopped process) loses its stream within about the sum of the two, and what it held is
+/// sent to other workers.
+const CONNECTION_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const CONNECTION_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long open calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -117,9 +126,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         join: settings.join,
         snapshot_every_logs: settings.snapshot_logs,
         logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
+        routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
     };
     let node = node::start(&settings.data_dir, options).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = Arc::new(LeaderClock::new(SystemClock));
     let proposer = proposer::Proposer::new(node.clone(), clock.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let slot = Arc::new(std::sync::RwLock::new(None));
@@ -130,6 +140,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         slot: slot.clone(),
         max_turn_bytes: settings.max_message_bytes,
     };
+    tokio::spawn(exit_when_raft_stops(node.clone(), shutdown_rx.clone()));
     let mut tasks = vec![
         tokio::spawn(leadership.run(shutdown_rx.clone())),
         tokio::spawn(telemetry::run(
@@ -203,6 +214,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raft stops on its own only after a storage failure (a failed fsync, a full disk): the
+/// node must not run on, answering UNAVAILABLE for ever. It exits with an error instead;
+/// a restart recovers from what was synced (an fsync is never retried, DESIGN §7).
+async fn exit_when_raft_stops(node: endure_raft::node::Node, shutdown: watch::Receiver<bool>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let stopped = metrics.borrow().state == openraft::ServerState::Shutdown;
+        if stopped || metrics.changed().await.is_err() {
+            break;
+        }
+    }
+    if *shutdown.borrow() {
+        return;
+    }
+    let error = node.raft.metrics().borrow().running_state.clone().err();
+    tracing::error!(error = ?error, "raft stopped after a storage failure; exiting");
+    std::process::exit(70);
+}
+
 /// Binds a listener. An address in use is retried for a while: right after a crash, a
 /// port in the ephemeral range (Dapr's 50001 is) can be held briefly by another socket.
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -273,6 +303,9 @@ async fn serve_grpc(
     let mut signal = shutdown.clone();
     let mut forced = shutdown;
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(CONNECTION_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(CONNECTION_KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(CONNECTION_KEEPALIVE_INTERVAL))
         .layer(grpc::metrics_layer::GrpcMetricsLayer)
         .add_service(service)
         .add_service(admin)

@@ -10,7 +10,8 @@ use endure_raft::types::{Request, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use prost_types::Timestamp;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, LeaderClock};
+use crate::sync::LockExt;
 
 /// Longest wait for a proposal to commit or a read to be confirmed.
 pub const PROPOSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -37,12 +38,12 @@ fn leader_hint(leader: &Option<u64>) -> String {
 #[derive(Clone)]
 pub struct Proposer {
     node: Node,
-    clock: Arc<dyn Clock>,
+    clock: Arc<LeaderClock>,
     last_time: Arc<Mutex<Timestamp>>,
 }
 
 impl Proposer {
-    pub fn new(node: Node, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(node: Node, clock: Arc<LeaderClock>) -> Self {
         let last_time = Arc::new(Mutex::new(node.shared.max_leader_time()));
         Proposer {
             node,
@@ -54,7 +55,7 @@ impl Proposer {
     /// The leader time for the next command: the clock, but strictly after every time
     /// this node or an earlier leader already put in the log.
     pub fn next_time(&self) -> Timestamp {
-        let mut last = self.last_time.lock().expect("lock poisoned");
+        let mut last = self.last_time.lock_or_die();
         let floor = time::max(*last, self.node.shared.max_leader_time());
         let now = self.clock.now();
         let next = if time::after(&now, &floor) {
@@ -79,6 +80,13 @@ impl Proposer {
     }
 
     async fn propose_unbounded(&self, kind: Kind) -> Result<Response, Error> {
+        if !self.clock.in_term() {
+            // Raft made this node leader a moment ago and it has not fixed its time line
+            // yet (or it just lost leadership): nothing may be stamped with its wall clock.
+            return Err(Error::Unavailable(
+                "this node is taking over as leader; retry".into(),
+            ));
+        }
         let command = Command {
             leader_time: Some(self.next_time()),
             id_seed: uuid::Uuid::new_v4().simple().to_string(),

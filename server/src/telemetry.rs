@@ -15,6 +15,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
+use crate::sync::LockExt;
+
 /// Distinct workflow names used as label values; later names are reported as "other".
 pub const MAX_WORKFLOW_LABELS: usize = 200;
 /// Histogram buckets for latencies, in seconds.
@@ -172,8 +174,9 @@ fn is_final(status: i32) -> bool {
 /// Raft and timer gauges fresh. Runs until shutdown.
 pub async fn run(node: Node, handle: PrometheusHandle, mut shutdown: watch::Receiver<bool>) {
     let mut effects = node.shared.subscribe();
+    let mut installs = node.shared.snapshot_installs();
     let counts = Arc::new(Mutex::new(count_instances(&node)));
-    publish_counts(&counts.lock().expect("lock poisoned"));
+    publish_counts(&counts.lock_or_die());
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     let mut last_leader = None;
     loop {
@@ -188,17 +191,25 @@ pub async fn run(node: Node, handle: PrometheusHandle, mut shutdown: watch::Rece
             }
             received = effects.recv() => match received {
                 Ok(batch) => record_transitions(&batch, &counts),
-                Err(RecvError::Lagged(_)) => {
-                    *counts.lock().expect("lock poisoned") = count_instances(&node);
-                    publish_counts(&counts.lock().expect("lock poisoned"));
-                }
+                Err(RecvError::Lagged(_)) => recount(&node, &counts),
                 Err(RecvError::Closed) => return,
+            },
+            // A snapshot replaced the tables without effects: count again.
+            changed = installs.changed() => match changed {
+                Ok(()) => recount(&node, &counts),
+                Err(_) => return,
             },
         }
     }
 }
 
 type Counts = BTreeMap<i32, i64>;
+
+fn recount(node: &Node, counts: &Mutex<Counts>) {
+    let mut counts = counts.lock_or_die();
+    *counts = count_instances(node);
+    publish_counts(&counts);
+}
 
 fn count_instances(node: &Node) -> Counts {
     let mut counts = Counts::new();
@@ -226,7 +237,7 @@ fn publish_counts(counts: &Counts) {
 }
 
 fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
-    let mut counts = counts.lock().expect("lock poisoned");
+    let mut counts = counts.lock_or_die();
     for effect in batch {
         let Effect::StatusChanged { name, from, to, .. } = effect else {
             continue;

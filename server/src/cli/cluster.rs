@@ -197,6 +197,7 @@ mod tests {
             state: "Follower".into(),
             snapshot_index: 0,
             purged_index: 0,
+            wall_time: None,
         }
     }
 

@@ -84,10 +84,8 @@ pub enum StartWait {
 macro_rules! forward {
     ($self:ident, $method:ident, $request:ident) => {
         if let Some(mut leader) = $self.forward.leader_for(&$request)? {
-            return leader
-                .taskhub
-                .$method(crate::forward::forwarded($request))
-                .await;
+            let call = leader.taskhub.$method(crate::forward::forwarded($request));
+            return $self.forward.while_leading(leader.node_id, call).await;
         }
     };
 }
@@ -104,10 +102,10 @@ macro_rules! forward_answer {
                 attempt += 1;
                 let result = match $self.forward.leader() {
                     Ok(Some(mut leader)) => {
-                        leader
+                        let call = leader
                             .taskhub
-                            .$method(crate::forward::forwarded(Request::new(message.clone())))
-                            .await
+                            .$method(crate::forward::forwarded(Request::new(message.clone())));
+                        $self.forward.while_leading(leader.node_id, call).await
                     }
                     Ok(None) => return $self.$method(Request::new(message)).await,
                     // No leader known yet: an election is under way.
@@ -156,24 +154,33 @@ impl Sidecar {
     ) -> Result<CreateInstanceResponse, Status> {
         self.within_limit(&request)?;
         if let Some(mut leader) = self.forward.leader()? {
-            let forwarded = match wait {
-                StartWait::UntilRunning(deadline) => {
-                    let mut forwarded = crate::forward::forwarded(Request::new(request));
-                    if let Some(deadline) = deadline {
-                        forwarded.set_timeout(
-                            deadline.saturating_duration_since(tokio::time::Instant::now()),
-                        );
+            let leader_id = leader.node_id;
+            let call = async move {
+                match wait {
+                    StartWait::UntilRunning(deadline) => {
+                        let mut forwarded = crate::forward::forwarded(Request::new(request));
+                        if let Some(deadline) = deadline {
+                            forwarded.set_timeout(
+                                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                            );
+                        }
+                        leader.taskhub.start_instance(forwarded).await
                     }
-                    leader.taskhub.start_instance(forwarded).await
-                }
-                StartWait::No => {
-                    leader
-                        .admin
-                        .start_instance_no_wait(crate::forward::forwarded(Request::new(request)))
-                        .await
+                    StartWait::No => {
+                        leader
+                            .admin
+                            .start_instance_no_wait(crate::forward::forwarded(Request::new(
+                                request,
+                            )))
+                            .await
+                    }
                 }
             };
-            return forwarded.map(Response::into_inner);
+            return self
+                .forward
+                .while_leading(leader_id, call)
+                .await
+                .map(Response::into_inner);
         }
         require(&request.name, "name")?;
         let instance_id = if request.instance_id.is_empty() {
@@ -404,12 +411,14 @@ impl TaskHubSidecarService for Sidecar {
         request: Request<GetWorkItemsRequest>,
     ) -> Result<Response<WorkItemStream>, Status> {
         if let Some(mut leader) = self.forward.leader_for(&request)? {
-            // The worker's stream on this node relays the leader's; when the leader goes,
-            // the stream ends and the worker reconnects (to this node, then a new leader).
-            let relayed = leader
+            // The worker's stream on this node relays the leader's; when this node sees
+            // another leader (or none), the stream ends and the worker reconnects (to this
+            // node, then relayed to the new leader).
+            let leader_id = leader.node_id;
+            let call = leader
                 .taskhub
-                .get_work_items(crate::forward::forwarded(request))
-                .await?;
+                .get_work_items(crate::forward::forwarded(request));
+            let relayed = self.forward.while_leading(leader_id, call).await?;
             return Ok(Response::new(Box::pin(relayed.into_inner())));
         }
         Ok(Response::new(Box::pin(

@@ -171,6 +171,25 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP: the process hangs with its sockets open, as a stalled host does.
+    pub fn pause(&self, index: usize) {
+        self.signal(index, "-STOP");
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&self, index: usize) {
+        self.signal(index, "-CONT");
+    }
+
+    fn signal(&self, index: usize, signal: &str) {
+        let pid = self.nodes[index].child.as_ref().expect("node running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     pub fn restart(&mut self, index: usize) {
         self.spawn(index);
         self.wait_port(index);

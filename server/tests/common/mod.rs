@@ -172,7 +172,7 @@ pub async fn shout_worker(server: &Server) -> tokio::task::JoinHandle<()> {
 
 /// The one new action of a `shout_worker` turn: schedule `Shout` first, complete once it
 /// answered, nothing while it runs.
-fn shout_turn(
+pub fn shout_turn(
     turn: &endure_proto::OrchestratorRequest,
 ) -> Option<endure_proto::OrchestratorAction> {
     use endure_proto::history_event::EventType;
