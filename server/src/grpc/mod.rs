@@ -419,7 +419,9 @@ impl TaskHubSidecarService for Sidecar {
                 .taskhub
                 .get_work_items(crate::forward::forwarded(request));
             let relayed = self.forward.while_leading(leader_id, call).await?;
-            return Ok(Response::new(Box::pin(relayed.into_inner())));
+            return Ok(Response::new(Box::pin(
+                self.forward.relay(leader_id, relayed.into_inner()),
+            )));
         }
         Ok(Response::new(Box::pin(
             worker::open_stream(self, request.into_inner()).await?,
