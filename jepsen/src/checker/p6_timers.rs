@@ -14,6 +14,11 @@
 //! fired with `fire_at_ns` in its input (echoed under `in` in the output), ran no earlier
 //! than `fire_at_ns - max_skew`: the leader's clock may run ahead of the harness's by at
 //! most the injected skew. The first witnessed activity of a delayed start likewise.
+//! And, whatever the skew, in the harness's own time: that run came at least `delay_ms`
+//! (the timer's length, in its input) after the instance's first start was sent, less
+//! [`REAL_TIME_TOLERANCE_NS`]: the timer cannot have been created before the start, so a
+//! run sooner than that means a timer fired early in real time (a leader whose clock ran
+//! ahead or jumped).
 //!
 //! Measured: lateness of firing (`timestamp - due`, ms: max and p99, on one caught-up
 //! node) and of the harness-observed `after-timer` run.
@@ -30,10 +35,15 @@ use super::{
     is_caught_up, operations, quantile, readable_nodes, result, str_field, verdict, Input,
     PropertyResult, Verdict,
 };
+use crate::history::OpType;
 use crate::state::NodeInstance;
 
 /// Turn timestamps are truncated to microseconds (Python SDK compatibility).
 const TURN_TIME_RESOLUTION_NS: i128 = 1_000;
+/// How much sooner than `start + delay_ms` an `after-timer` run may be seen: the leader's
+/// time line is taken from the nodes' clocks, which share the harness's machine clock up
+/// to the injected skew, corrected by a median and half a round trip (well under this).
+const REAL_TIME_TOLERANCE_NS: i128 = 100_000_000;
 /// The activity the `timers` workflow runs right after its timer.
 const AFTER_TIMER: &str = "after-timer";
 
@@ -208,8 +218,28 @@ fn harness_checks(
             }
         }
     }
+    let mut first_start: HashMap<&str, i128> = HashMap::new();
+    for op in input
+        .history
+        .iter()
+        .filter(|op| op.f == "start" && op.kind == OpType::Invoke)
+    {
+        if let Some(id) = op.value.get("instance_id").and_then(Value::as_str) {
+            let wall = first_start.entry(id).or_insert(op.wall_ns);
+            *wall = (*wall).min(op.wall_ns);
+        }
+    }
     let mut late = Vec::new();
     for ((id, task), entry) in first_run {
+        if let (Some(delay_ms), Some(&sent)) = (delay_of(&entry.output), first_start.get(id)) {
+            let earliest = sent + delay_ms * 1_000_000 - REAL_TIME_TOLERANCE_NS;
+            if entry.wall_ns < earliest {
+                violations.push(format!(
+                    "{id}: activity {task} after a {delay_ms} ms timer ran {:.3} ms after the start was sent: the timer fired early in real time",
+                    (entry.wall_ns - sent) as f64 / 1e6
+                ));
+            }
+        }
         let Some(due) = fire_at_of(&entry.output) else {
             continue;
         };
@@ -236,10 +266,17 @@ fn harness_checks(
 
 /// `fire_at_ns` from a witness output: at the top level or under `in` (the input echo).
 fn fire_at_of(output: &str) -> Option<i128> {
+    input_field(output, "fire_at_ns")
+}
+
+/// `delay_ms` (the timer's length) from a witness output, like [`fire_at_of`].
+fn delay_of(output: &str) -> Option<i128> {
+    input_field(output, "delay_ms")
+}
+
+fn input_field(output: &str, name: &str) -> Option<i128> {
     let value: Value = serde_json::from_str(output).ok()?;
-    let field = value
-        .get("fire_at_ns")
-        .or_else(|| value.get("in")?.get("fire_at_ns"))?;
+    let field = value.get(name).or_else(|| value.get("in")?.get(name))?;
     field.as_i64().map(i128::from)
 }
 
@@ -314,6 +351,33 @@ mod tests {
             &s,
             &[after_timer(DUE - 2_000_000)]
         )));
+    }
+
+    #[test]
+    fn a_timer_that_fired_early_in_real_time_is_caught_whatever_the_skew() {
+        // Started at 0 (harness time) with a 5 s timer; the next step ran after 3.8 s.
+        let mut h = Hist::default();
+        h.call(1, OpType::Ok, "start", start_value("t"));
+        let sent = h.ops[0].wall_ns;
+        let output = |wall_ns: i128| {
+            let input = json!({ "fire_at_ns": DUE as i64, "delay_ms": 5_000 });
+            let mut w = witness(
+                "t",
+                2,
+                "x",
+                &json!({ "in": input, "attempt": "x" }).to_string(),
+                wall_ns,
+            );
+            w.name = AFTER_TIMER.into();
+            w
+        };
+        let mut s = three(vec![timers(DUE)]);
+        s.max_skew_ms = 60_000;
+        let early = output(sent + 3_800_000_000);
+        let v = violations(&run(check, &h.ops, &s, &[early]));
+        assert_eq!(v.len(), 1, "{v:?}");
+        let on_time = output(sent + 5_001_000_000);
+        assert!(is_true(&run(check, &h.ops, &s, &[on_time])));
     }
 
     #[test]
