@@ -300,6 +300,22 @@ pub fn is_caught_up(node: &NodeState, state: &FinalState) -> bool {
     node.applied_index.is_some() && node.applied_index == max_applied(state)
 }
 
+/// Files `text` as a violation when `node` is caught up, else as undecided (a lagging
+/// node may simply not have applied it yet).
+pub fn blame(
+    node: &NodeState,
+    state: &FinalState,
+    text: String,
+    violations: &mut Vec<String>,
+    undecided: &mut Vec<String>,
+) {
+    if is_caught_up(node, state) {
+        violations.push(text);
+    } else {
+        undecided.push(format!("{text}, which lags"));
+    }
+}
+
 /// A verdict from what was found: violations make it false; otherwise undecided cases
 /// make it unknown; otherwise true. Lists are cut at [`MAX_LISTED`].
 pub fn verdict(violations: Vec<String>, undecided: Vec<String>) -> Verdict {

@@ -15,8 +15,8 @@
 use serde_json::json;
 
 use super::{
-    index, is_caught_up, operations, purge_may_follow, readable_nodes, result, str_field, verdict,
-    Input, PropertyResult, Verdict,
+    blame, index, operations, purge_may_follow, readable_nodes, result, str_field, verdict, Input,
+    PropertyResult, Verdict,
 };
 
 pub fn check(input: &Input<'_>) -> PropertyResult {
@@ -71,11 +71,7 @@ pub fn check(input: &Input<'_>) -> PropertyResult {
                 start.end(),
                 node.node_id
             );
-            if is_caught_up(node, input.state) {
-                violations.push(text);
-            } else {
-                undecided.push(format!("{text}, which lags"));
-            }
+            blame(node, input.state, text, &mut violations, &mut undecided);
         }
     }
     stats.insert("starts_acked_before_a_kill_all".into(), json!(covered));

@@ -16,8 +16,8 @@
 use serde_json::json;
 
 use super::{
-    index, is_caught_up, is_terminal, on_instance, operations, purge_may_follow, readable_nodes,
-    result, str_field, verdict, Index, Input, Operation, PropertyResult, Verdict,
+    blame, index, is_terminal, on_instance, operations, purge_may_follow, readable_nodes, result,
+    str_field, verdict, Index, Input, Operation, PropertyResult, Verdict,
 };
 use crate::state::NodeState;
 
@@ -78,11 +78,7 @@ fn judge_node(
         start.end(),
         node.node_id
     );
-    if is_caught_up(node, input.state) {
-        violations.push(text);
-    } else {
-        undecided.push(format!("{text}, which lags"));
-    }
+    blame(node, input.state, text, violations, undecided);
 }
 
 /// `ok` status reads after the ack that found nothing although no purge could explain it.

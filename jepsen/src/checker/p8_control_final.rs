@@ -23,8 +23,8 @@
 use serde_json::json;
 
 use super::{
-    index, is_caught_up, is_terminal, on_instance, operations, purge_may_follow, readable_nodes,
-    result, u64_field, verdict, Index, Input, Operation, PropertyResult, Verdict,
+    blame, index, is_terminal, on_instance, operations, purge_may_follow, readable_nodes, result,
+    u64_field, verdict, Index, Input, Operation, PropertyResult, Verdict,
 };
 use crate::state::{NodeInstance, NodeState};
 
@@ -60,11 +60,7 @@ pub fn check(input: &Input<'_>) -> PropertyResult {
                 control.f(),
                 control.end()
             );
-            if is_caught_up(node, input.state) {
-                violations.push(text);
-            } else {
-                undecided.push(format!("{text}, which lags"));
-            }
+            blame(node, input.state, text, &mut violations, &mut undecided);
         }
     }
     for node in &nodes {
