@@ -52,9 +52,18 @@ impl Proposer {
         }
     }
 
-    /// The leader time for the next command: the clock, but strictly after every time
-    /// this node or an earlier leader already put in the log.
-    pub fn next_time(&self) -> Timestamp {
+    /// The leader time for the next command: the term's time line, but strictly after
+    /// every time this node or an earlier leader already put in the log. UNAVAILABLE
+    /// outside a term: a wall-clock reading (possibly far off) must never become the floor
+    /// of later stamps.
+    pub fn next_time(&self) -> Result<Timestamp, Error> {
+        if !self.clock.in_term() {
+            // Raft made this node leader a moment ago and it has not fixed its time line
+            // yet (or it just lost leadership): nothing may be stamped with its wall clock.
+            return Err(Error::Unavailable(
+                "this node is taking over as leader; retry".into(),
+            ));
+        }
         let mut last = self.last_time.lock_or_die();
         let floor = time::max(*last, self.node.shared.max_leader_time());
         let now = self.clock.now();
@@ -64,7 +73,7 @@ impl Proposer {
             time::add_nanos(&floor, 1_000)
         };
         *last = next;
-        next
+        Ok(next)
     }
 
     /// Proposes one command and waits until it is applied, at most [`PROPOSAL_TIMEOUT`]:
@@ -80,15 +89,8 @@ impl Proposer {
     }
 
     async fn propose_unbounded(&self, kind: Kind) -> Result<Response, Error> {
-        if !self.clock.in_term() {
-            // Raft made this node leader a moment ago and it has not fixed its time line
-            // yet (or it just lost leadership): nothing may be stamped with its wall clock.
-            return Err(Error::Unavailable(
-                "this node is taking over as leader; retry".into(),
-            ));
-        }
         let command = Command {
-            leader_time: Some(self.next_time()),
+            leader_time: Some(self.next_time()?),
             id_seed: uuid::Uuid::new_v4().simple().to_string(),
             kind: Some(kind),
         };

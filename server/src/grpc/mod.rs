@@ -189,7 +189,7 @@ impl Sidecar {
             request.instance_id.clone()
         };
         require(&instance_id, "instanceId")?;
-        let now = self.proposer.next_time();
+        let now = self.proposer.next_time().map_err(from_proposer)?;
         let scheduled = request
             .scheduled_start_timestamp
             .filter(|at| endure_engine::time::after(at, &now));
