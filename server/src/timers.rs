@@ -3,6 +3,7 @@
 //! proposal is stamped with a time no earlier than the clock reading, and the engine checks
 //! the due time against that stamp again.
 
+use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +11,13 @@ use endure_engine::records::command::Kind;
 use endure_engine::records::FireTimers;
 use endure_engine::{time, Effect};
 use endure_raft::state_machine::Shared;
-use endure_storage::rocks::RocksStore;
 use endure_storage::Store;
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, warn};
 
-use crate::clock::Clock;
-use crate::proposer::Proposer;
+use crate::cluster::clock::Clock;
+use crate::cluster::proposer::Proposer;
 
 /// Timers fired by one proposal.
 pub const FIRE_BATCH_TIMERS: usize = 1_000;
@@ -26,14 +26,33 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Pause after a failed proposal.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(200);
 
-pub struct TimerService {
-    pub store: Arc<RocksStore>,
+/// What the timer service needs.
+pub struct Options {
+    pub store: Arc<dyn Store>,
     pub proposer: Proposer,
     pub clock: Arc<dyn Clock>,
+    /// Where applied effects are announced (a newly armed timer may be due sooner).
     pub shared: Arc<Shared>,
 }
 
+/// The timer service task (leader only).
+pub struct TimerService {
+    store: Arc<dyn Store>,
+    proposer: Proposer,
+    clock: Arc<dyn Clock>,
+    shared: Arc<Shared>,
+}
+
 impl TimerService {
+    pub fn new(options: Options) -> TimerService {
+        TimerService {
+            store: options.store,
+            proposer: options.proposer,
+            clock: options.clock,
+            shared: options.shared,
+        }
+    }
+
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut effects = self.shared.subscribe();
         loop {
@@ -62,7 +81,7 @@ impl TimerService {
             debug!(count = due.len(), "firing timers");
             for timer in &due {
                 let late = until(&timer.fire_at.unwrap_or_default(), &now);
-                metrics::histogram!("endure_timer_lateness_seconds").record(late.as_secs_f64());
+                metrics::histogram!(names::TIMER_LATENESS).record(late.as_secs_f64());
             }
             let fire = Kind::FireTimers(FireTimers { timers: due });
             return match self.proposer.propose(fire).await {

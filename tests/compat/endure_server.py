@@ -132,7 +132,7 @@ class EndureServer:
         self._spawn()
 
     def wait_ready(self, deadline: float) -> None:
-        """Wait until the spawned process accepts gRPC connections; respawn it while it
+        """Wait until the spawned process is ready to serve (/readyz); respawn it while it
         fails with "address already in use"."""
         while True:
             try:
@@ -171,6 +171,15 @@ class EndureServer:
         if self not in _LIVE:
             _LIVE.append(self)
 
+    def _ready(self) -> bool:
+        """Whether GET /readyz answers 200 (a leader is known and serving)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5) as sock:
+                sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                return sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
     def _wait_ready(self, deadline: float) -> None:
         start_offset = self._log_size_at_last_start()
         while True:
@@ -184,11 +193,9 @@ class EndureServer:
                     f"{self.name} exited with code {rc} before accepting connections on "
                     f"{self.endpoint}\n" + self.log_tail()
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=0.5):
-                    return
-            except OSError:
-                pass
+            # Every port opens at start; /readyz answers 200 once the node can serve.
+            if self._ready():
+                return
             if time.monotonic() >= deadline:
                 self._close_log()
                 pid = self.proc.pid
@@ -490,7 +497,7 @@ class EndureCluster:
     def start(self, timeout_s: float = 2 * READY_TIMEOUT_S) -> "EndureCluster":
         deadline = time.monotonic() + timeout_s
         try:
-            # A node opens its gRPC port only once it knows a leader: spawn them all first.
+            # A node is ready only once a majority runs: spawn them all first.
             for n in self.nodes:
                 n.spawn()
             for n in self.nodes:

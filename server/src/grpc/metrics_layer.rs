@@ -2,6 +2,7 @@
 //! The status is read from the response headers, where gRPC puts it for errors
 //! (trailers-only responses); a response without it is counted as OK (0).
 
+use crate::telemetry::names;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -77,9 +78,9 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u16>().ok())
                 .unwrap_or(0);
-            metrics::counter!("endure_grpc_requests_total", "method" => method.clone(), "code" => code.to_string())
+            metrics::counter!(names::GRPC_REQUESTS, "method" => method.clone(), "code" => code.to_string())
                 .increment(1);
-            metrics::histogram!("endure_grpc_request_duration_seconds", "method" => method)
+            metrics::histogram!(names::GRPC_REQUEST_DURATION, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             Ok(response)
         })

@@ -1,13 +1,13 @@
 //! The one place where HTTP errors are shaped: Dapr's error body
 //! (`{"errorCode":"…","message":"…"}`), its error codes and message texts, and the mapping
-//! from a gRPC [`Status`] (what the shared `Sidecar` answers) to an HTTP status.
+//! from a [`service::Error`](crate::service::Error) to an HTTP status.
 //!
 //! The texts follow dapr/dapr `pkg/messages/predefined.go`, because clients and people
 //! compare them with what a Dapr sidecar says.
 
+use crate::service::Error;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::StatusCode;
-use tonic::{Code, Status};
 
 use super::Response;
 
@@ -232,20 +232,20 @@ impl Operation<'_> {
     }
 }
 
-/// Maps the `Sidecar`'s answer for `operation` to the HTTP error Dapr would give.
+/// Maps the service's error for `operation` to the HTTP error Dapr would give.
 ///
-/// - NOT_FOUND → 404 `ERR_INSTANCE_ID_NOT_FOUND` (the engine's "no such instance exists").
-/// - UNAVAILABLE → 503: not the leader, or shutting down; retrying is right.
-/// - RESOURCE_EXHAUSTED → 413: the request, encoded, is over the message limit.
+/// - not found → 404 `ERR_INSTANCE_ID_NOT_FOUND` (the engine's "no such instance exists").
+/// - unavailable → 503: not the leader, or shutting down; retrying is right.
+/// - too large → 413: the request, encoded, is over the message limit.
 /// - anything else → 500 with the operation's code, as Dapr answers every other failure;
 ///   this includes the engine's INVALID_ARGUMENT for purging an instance that still runs,
 ///   which Dapr reports as 500 `ERR_PURGE_WORKFLOW`.
-pub fn from_status(status: &Status, operation: Operation<'_>) -> ApiError {
-    let cause = status.message();
-    match (status.code(), operation.instance_id()) {
-        (Code::NotFound, Some(instance_id)) => ApiError::instance_not_found(instance_id),
-        (Code::Unavailable, _) => ApiError::unavailable(cause),
-        (Code::ResourceExhausted, _) => {
+pub fn from_service(error: &Error, operation: Operation<'_>) -> ApiError {
+    let cause = error.message();
+    match (error, operation.instance_id()) {
+        (Error::NotFound(_), Some(instance_id)) => ApiError::instance_not_found(instance_id),
+        (Error::Unavailable(_), _) => ApiError::unavailable(cause),
+        (Error::TooLarge(_), _) => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_TOO_LARGE", cause)
         }
         _ => ApiError::new(
@@ -263,8 +263,8 @@ mod tests {
 
     #[test]
     fn not_found_becomes_dapr_404_for_instance_operations() {
-        let error = from_status(
-            &Status::not_found("no such instance exists: 'x'"),
+        let error = from_service(
+            &Error::not_found("no such instance exists: 'x'"),
             Operation::Pause { instance_id: "x" },
         );
         assert_eq!(error.status, StatusCode::NOT_FOUND);
@@ -277,16 +277,16 @@ mod tests {
 
     #[test]
     fn other_failures_use_the_operation_code_and_dapr_wording() {
-        let purge = from_status(
-            &Status::unknown("orchestration has not yet completed"),
+        let purge = from_service(
+            &Error::unknown("orchestration has not yet completed"),
             Operation::Purge { instance_id: "a" },
         );
         assert_eq!(purge.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(purge.code, "ERR_PURGE_WORKFLOW");
         assert_eq!(purge.message, "error purging workflow a: failed to purge workflow a: orchestration has not yet completed");
 
-        let start = from_status(
-            &Status::already_exists("exists"),
+        let start = from_service(
+            &Error::already_exists("exists"),
             Operation::Start { name: "wf" },
         );
         assert_eq!(
@@ -300,16 +300,16 @@ mod tests {
         );
         assert!(start.message.ends_with("exists"));
 
-        let pause = from_status(
-            &Status::internal("disk"),
+        let pause = from_service(
+            &Error::internal("disk"),
             Operation::Pause { instance_id: "p" },
         );
         assert_eq!(
             pause.message,
             "error pausing workflow p: failed to pause workflow p: disk"
         );
-        let raise = from_status(
-            &Status::unknown("workflow is stalled"),
+        let raise = from_service(
+            &Error::unknown("workflow is stalled"),
             Operation::RaiseEvent {
                 instance_id: "r",
                 event_name: "e",
@@ -327,8 +327,8 @@ mod tests {
 
     #[test]
     fn unavailable_and_too_large_keep_their_meaning() {
-        let unavailable = from_status(
-            &Status::unavailable("not the leader"),
+        let unavailable = from_service(
+            &Error::unavailable("not the leader"),
             Operation::Terminate { instance_id: "t" },
         );
         assert_eq!(
@@ -336,13 +336,10 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, "ERR_UNAVAILABLE")
         );
         assert_eq!(unavailable.message, "not the leader");
-        let large = from_status(
-            &Status::resource_exhausted("big"),
-            Operation::Start { name: "wf" },
-        );
+        let large = from_service(&Error::too_large("big"), Operation::Start { name: "wf" });
         assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
-        let running = from_status(
-            &Status::invalid_argument("must be terminal to be purged"),
+        let running = from_service(
+            &Error::invalid_argument("must be terminal to be purged"),
             Operation::Purge { instance_id: "g" },
         );
         assert_eq!(
@@ -350,7 +347,7 @@ mod tests {
             (StatusCode::INTERNAL_SERVER_ERROR, "ERR_PURGE_WORKFLOW")
         );
         // A start has no instance to be missing: NOT_FOUND is then just a failed start.
-        let odd = from_status(&Status::not_found("?"), Operation::Start { name: "wf" });
+        let odd = from_service(&Error::not_found("?"), Operation::Start { name: "wf" });
         assert_eq!(odd.code, "ERR_START_WORKFLOW");
     }
 

@@ -2,9 +2,9 @@
 //! status, served with hyper (HTTP/1.1 and cleartext HTTP/2).
 //!
 //! - [`router`]: method and path → route, 404 and 405.
-//! - [`workflow`]: the Dapr workflow routes, over the shared gRPC `Sidecar`.
+//! - [`workflow`]: the Dapr workflow routes, over the service layer.
 //! - [`ops`]: health, readiness, metadata, metrics, cluster status.
-//! - [`errors`]: Dapr's error bodies and the one gRPC status → HTTP mapping.
+//! - [`errors`]: Dapr's error bodies and the one service error → HTTP mapping.
 
 pub mod errors;
 pub mod ops;
@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::grpc::Sidecar;
+use crate::service::Workflows;
 
 /// Most HTTP connections served at once; further clients wait in the listen backlog
 /// instead of exhausting file descriptors (as mini-redis bounds `MAX_CONNECTIONS`).
@@ -46,8 +46,8 @@ pub type Response = hyper::Response<Full<Bytes>>;
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The gRPC service's operations, reused so both front ends behave the same.
-    pub sidecar: Sidecar,
+    /// The operations, shared with the gRPC front end so both behave the same.
+    pub workflows: Workflows,
     /// The Raft node: readiness (is a leader known?) and `/cluster/status` read it.
     pub node: Node,
     /// Renders the Prometheus text exposition.

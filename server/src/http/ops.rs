@@ -37,28 +37,19 @@ pub fn live() -> Response {
     )
 }
 
-/// `GET /readyz`: ready when a Raft leader is known and the node is not shutting down, so
-/// workflow requests can be served (or, in a cluster, forwarded) now.
+/// `GET /readyz`: ready when workflow requests can be served (or, in a cluster, forwarded)
+/// now; otherwise 503 with the reason (starting, no leader yet, shutting down).
 pub fn ready(state: &HttpState) -> Result<Response, ApiError> {
-    if *state.sidecar.shutdown.borrow() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ERR_NOT_READY",
-            "the node is shutting down",
-        ));
-    }
-    // Copy the leader out: the metrics borrow must not be held across anything.
-    let leader = state.node.raft.metrics().borrow().current_leader;
-    match leader {
-        Some(_) => Ok(text_response(
+    match state.workflows.not_ready() {
+        None => Ok(text_response(
             StatusCode::OK,
             "text/plain; charset=utf-8",
             "ok".to_string(),
         )),
-        None => Err(ApiError::new(
+        Some(reason) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "ERR_NOT_READY",
-            "no Raft leader is known to this node yet",
+            reason,
         )),
     }
 }
@@ -105,7 +96,7 @@ struct ClusterStatusBody {
 
 /// `GET /cluster/status`: this node's Raft view as JSON.
 pub fn cluster_status(state: &HttpState) -> Response {
-    let status = crate::admin::cluster_status(&state.node);
+    let status = crate::grpc::admin::cluster_status(&state.node);
     let body = ClusterStatusBody {
         node_id: status.node_id,
         leader_id: status.leader_id,

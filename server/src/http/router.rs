@@ -4,6 +4,7 @@
 //! Segments are percent-decoded before matching, as Dapr's router (chi) matches on the
 //! decoded path: an event name `a%20b` is the name `a b`.
 
+use crate::telemetry::names;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
@@ -179,9 +180,9 @@ pub async fn handle(state: HttpState, request: Request<Incoming>) -> Response {
         Ok(route) => answer(state, route, request).await,
         Err(error) => error.into_response(),
     };
-    metrics::counter!("endure_http_requests_total", "route" => label, "status" => response.status().as_u16().to_string())
+    metrics::counter!(names::HTTP_REQUESTS, "route" => label, "status" => response.status().as_u16().to_string())
         .increment(1);
-    metrics::histogram!("endure_http_request_duration_seconds", "route" => label)
+    metrics::histogram!(names::HTTP_REQUEST_DURATION, "route" => label)
         .record(started.elapsed().as_secs_f64());
     response
 }

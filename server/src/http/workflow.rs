@@ -1,10 +1,9 @@
 //! Dapr's workflow HTTP API (dapr/dapr `pkg/api/http/workflow.go`): start, get, terminate,
-//! raise event, pause, resume and purge, each a thin layer over the shared `Sidecar` so the
+//! raise event, pause, resume and purge, each a thin layer over the shared service layer so the
 //! HTTP and gRPC front ends cannot drift apart.
 
 use std::collections::BTreeMap;
 
-use endure_proto::task_hub_sidecar_service_server::TaskHubSidecarService;
 use endure_proto::{
     purge_instances_request, CreateInstanceRequest, GetInstanceRequest, OrchestrationState,
     OrchestrationStatus, PurgeInstancesRequest, RaiseEventRequest, ResumeRequest, SuspendRequest,
@@ -14,12 +13,12 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
-use tonic::Status;
 
-use super::errors::{from_status, ApiError, Operation, MAX_INSTANCE_ID_BYTES};
+use super::errors::{from_service, ApiError, Operation, MAX_INSTANCE_ID_BYTES};
 use super::router::{query_param, Action};
 use super::{json_response, HttpState, Response};
-use crate::grpc::{Sidecar, StartWait};
+use crate::service::start::StartWait;
+use crate::service::{self, Call, Workflows};
 
 /// `POST /{v}/workflows/{component}/{name}/start[?instanceID=…]`: the raw body is the input
 /// (an empty body is the input `""`, as in Dapr). Answers once the start is committed,
@@ -31,7 +30,7 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let instance_id = match query_param(request.uri().query(), "instanceID")? {
         Some(id) if !id.is_empty() => id,
-        _ => new_instance_id(),
+        _ => service::new_instance_id(),
     };
     validate_new_instance_id(&instance_id)?;
     if name.is_empty() {
@@ -45,10 +44,10 @@ pub async fn start(
         ..Default::default()
     };
     let created = state
-        .sidecar
-        .start(create, StartWait::No)
+        .workflows
+        .start(&Call::default(), create, StartWait::No)
         .await
-        .map_err(|status| from_status(&status, Operation::Start { name }))?;
+        .map_err(|error| from_service(&error, Operation::Start { name }))?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "instanceID": created.instance_id }),
@@ -58,15 +57,16 @@ pub async fn start(
 /// `GET /{v}/workflows/{component}/{instanceID}`: the instance as Dapr renders it.
 pub async fn get(state: &HttpState, instance_id: &str) -> Result<Response, ApiError> {
     require_instance_id(instance_id)?;
-    let request = tonic::Request::new(GetInstanceRequest {
+    let request = GetInstanceRequest {
         instance_id: instance_id.to_string(),
         get_inputs_and_outputs: true,
         ..Default::default()
-    });
-    let response = TaskHubSidecarService::get_instance(&state.sidecar, request)
+    };
+    let response = state
+        .workflows
+        .get(&Call::default(), request)
         .await
-        .map_err(|status| from_status(&status, Operation::Get { instance_id }))?
-        .into_inner();
+        .map_err(|error| from_service(&error, Operation::Get { instance_id }))?;
     match response.orchestration_state {
         Some(instance) if response.exists => Ok(json_response(
             StatusCode::OK,
@@ -90,14 +90,19 @@ pub async fn manage(
         Action::Resume => Operation::Resume { instance_id },
         Action::Purge => Operation::Purge { instance_id },
     };
-    call_manage(&state.sidecar, instance_id.to_string(), action)
+    call_manage(&state.workflows, instance_id.to_string(), action)
         .await
-        .map_err(|status| from_status(&status, operation))?;
+        .map_err(|error| from_service(&error, operation))?;
     Ok(accepted())
 }
 
-/// The `Sidecar` call behind each management route.
-async fn call_manage(sidecar: &Sidecar, instance_id: String, action: Action) -> Result<(), Status> {
+/// The service operation behind each management route.
+async fn call_manage(
+    workflows: &Workflows,
+    instance_id: String,
+    action: Action,
+) -> Result<(), service::Error> {
+    let call = Call::default();
     match action {
         Action::Terminate => {
             let terminate = TerminateRequest {
@@ -105,25 +110,21 @@ async fn call_manage(sidecar: &Sidecar, instance_id: String, action: Action) -> 
                 recursive: true,
                 ..Default::default()
             };
-            sidecar
-                .terminate_instance(tonic::Request::new(terminate))
-                .await?;
+            workflows.terminate(&call, terminate).await?;
         }
         Action::Pause => {
             let suspend = SuspendRequest {
                 instance_id,
                 ..Default::default()
             };
-            sidecar
-                .suspend_instance(tonic::Request::new(suspend))
-                .await?;
+            workflows.suspend(&call, suspend).await?;
         }
         Action::Resume => {
             let resume = ResumeRequest {
                 instance_id,
                 ..Default::default()
             };
-            sidecar.resume_instance(tonic::Request::new(resume)).await?;
+            workflows.resume(&call, resume).await?;
         }
         Action::Purge => {
             let purge = PurgeInstancesRequest {
@@ -131,7 +132,7 @@ async fn call_manage(sidecar: &Sidecar, instance_id: String, action: Action) -> 
                 recursive: true,
                 ..Default::default()
             };
-            sidecar.purge_instances(tonic::Request::new(purge)).await?;
+            workflows.purge(&call, purge).await?;
         }
     }
     Ok(())
@@ -158,12 +159,12 @@ pub async fn raise_event(
         ..Default::default()
     };
     state
-        .sidecar
-        .raise_event(tonic::Request::new(raise))
+        .workflows
+        .raise(&Call::default(), raise)
         .await
-        .map_err(|status| {
-            from_status(
-                &status,
+        .map_err(|error| {
+            from_service(
+                &error,
                 Operation::RaiseEvent {
                     instance_id,
                     event_name,
@@ -176,12 +177,6 @@ pub async fn raise_event(
 /// Dapr's success answer for the management routes: `202` with the protojson of `Empty`.
 fn accepted() -> Response {
     json_response(StatusCode::ACCEPTED, &serde_json::json!({}))
-}
-
-/// A new instance ID for a start without `instanceID`: a random UUID in hex, so it passes
-/// the create-time check (letters and digits only) like Python's `uuid4().hex`.
-fn new_instance_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 fn require_instance_id(instance_id: &str) -> Result<(), ApiError> {

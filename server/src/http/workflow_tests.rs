@@ -7,6 +7,7 @@ use hyper::body::Frame;
 use prost_types::Timestamp;
 
 use super::*;
+use crate::service::new_instance_id;
 
 #[test]
 fn new_instance_ids_follow_dapr_rules() {

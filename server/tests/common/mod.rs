@@ -18,6 +18,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `GET /readyz` on `port` answers 200.
+pub fn readyz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
 /// A running `endure serve` process; killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -77,12 +92,14 @@ impl Server {
         }
     }
 
+    /// Waits until `GET /readyz` answers 200: every port opens at start, and the node can
+    /// serve once it leads (or knows the leader).
     pub fn wait_ready(&self) {
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.grpc_port)).is_err() {
+        while !readyz(self.http_port) {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "server did not start: {}",
+                "server did not become ready: {}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -4,9 +4,9 @@
 //! workers reconnect, to be relayed to the new leader.
 //!
 //! Before serving, a new leader fixes the start of its time line from a majority's clocks
-//! ([`crate::clock::term_base`]); the term's time then advances monotonically.
+//! ([`crate::cluster::clock::term_base`]); the term's time then advances monotonically.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use endure_raft::node::Node;
@@ -15,10 +15,10 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::clock::{self, ClockSample, LeaderClock};
-use crate::dispatcher::{self, Dispatcher};
-use crate::proposer::Proposer;
-use crate::sync::RwLockExt;
+use super::clock::{self, ClockSample, LeaderClock};
+use super::proposer::Proposer;
+use crate::dispatch::{self, Dispatcher};
+use crate::service::LeaderServices;
 use crate::timers::TimerService;
 
 /// Pause before trying again when a fresh leader cannot confirm its leadership.
@@ -27,14 +27,20 @@ const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// in time is left out of the median.
 const CLOCK_SAMPLE_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub struct Leadership {
+/// What the leadership task needs.
+pub struct Options {
     pub node: Node,
     pub proposer: Proposer,
     pub clock: Arc<LeaderClock>,
-    /// Where the running dispatcher's handle is published for the gRPC service.
-    pub slot: Arc<RwLock<Option<dispatcher::Handle>>>,
     /// Largest turn a worker accepts, in bytes.
     pub max_turn_bytes: usize,
+}
+
+/// The leadership task: see the module documentation.
+pub struct Leadership {
+    options: Options,
+    /// Publishes the leader-only services while this node leads.
+    leading: watch::Sender<Option<LeaderServices>>,
 }
 
 fn is_leader(metrics: &RaftMetrics<NodeId, BasicNode>, node_id: NodeId) -> bool {
@@ -42,28 +48,29 @@ fn is_leader(metrics: &RaftMetrics<NodeId, BasicNode>, node_id: NodeId) -> bool 
 }
 
 impl Leadership {
+    /// The task, and where the services it starts are published (`None` while this node
+    /// does not lead).
+    pub fn new(options: Options) -> (Leadership, watch::Receiver<Option<LeaderServices>>) {
+        let (leading, published) = watch::channel(None);
+        (Leadership { options, leading }, published)
+    }
+
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut metrics = self.node.raft.metrics();
+        let node = &self.options.node;
+        let mut metrics = node.raft.metrics();
         loop {
-            if !wait_until(&mut metrics, &mut shutdown, |m| {
-                is_leader(m, self.node.node_id)
-            })
-            .await
-            {
+            if !wait_until(&mut metrics, &mut shutdown, |m| is_leader(m, node.node_id)).await {
                 return;
             }
-            if let Err(e) = self.proposer.linearizable().await {
+            if let Err(e) = self.options.proposer.linearizable().await {
                 warn!(error = %e, "new leader could not confirm its leadership");
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
-            let samples = sample_peer_clocks(&self.node).await;
-            let base = clock::term_base(
-                self.clock.wall(),
-                &samples,
-                self.node.shared.max_leader_time(),
-            );
-            self.clock.start_term(base);
+            let samples = sample_peer_clocks(node).await;
+            let clock = &self.options.clock;
+            let base = clock::term_base(clock.wall(), &samples, node.shared.max_leader_time());
+            clock.start_term(base);
             info!(
                 peers_sampled = samples.len(),
                 "leader time line starts at {}.{:09}", base.seconds, base.nanos
@@ -71,21 +78,19 @@ impl Leadership {
             let (stop, stopped) = watch::channel(false);
             let tasks = self.start_services(stopped);
             info!(
-                node_id = self.node.node_id,
+                node_id = node.node_id,
                 "leading: dispatching work and firing timers"
             );
-            let keep_going = wait_until(&mut metrics, &mut shutdown, |m| {
-                !is_leader(m, self.node.node_id)
-            })
-            .await;
-            *self.slot.write_or_die() = None;
+            let keep_going =
+                wait_until(&mut metrics, &mut shutdown, |m| !is_leader(m, node.node_id)).await;
+            self.leading.send_replace(None);
             let _ = stop.send(true);
             for task in tasks {
                 let _ = task.await;
             }
-            self.clock.end_term();
+            clock.end_term();
             info!(
-                node_id = self.node.node_id,
+                node_id = node.node_id,
                 "no longer leader: dispatcher and timers stopped"
             );
             if !keep_going {
@@ -95,20 +100,23 @@ impl Leadership {
     }
 
     fn start_services(&self, stopped: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        let (dispatcher, handle) = Dispatcher::new(
-            self.node.store.clone(),
-            self.clock.clone(),
-            self.node.shared.subscribe(),
-            self.proposer.clone(),
-            self.max_turn_bytes,
-        );
-        *self.slot.write_or_die() = Some(handle);
-        let timers = TimerService {
-            store: self.node.store.clone(),
-            proposer: self.proposer.clone(),
-            clock: self.clock.clone(),
-            shared: self.node.shared.clone(),
-        };
+        let options = &self.options;
+        let store: Arc<dyn endure_storage::Store> = options.node.store.clone();
+        let (dispatcher, handle) = Dispatcher::new(dispatch::Options {
+            store: store.clone(),
+            clock: options.clock.clone(),
+            effects: options.node.shared.subscribe(),
+            proposer: options.proposer.clone(),
+            max_turn_bytes: options.max_turn_bytes,
+        });
+        self.leading
+            .send_replace(Some(LeaderServices { dispatcher: handle }));
+        let timers = TimerService::new(crate::timers::Options {
+            store,
+            proposer: options.proposer.clone(),
+            clock: options.clock.clone(),
+            shared: options.node.shared.clone(),
+        });
         vec![
             tokio::spawn(dispatcher.run(stopped.clone())),
             tokio::spawn(timers.run(stopped)),
@@ -134,7 +142,7 @@ async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
             })
             .collect()
     };
-    let wall = crate::clock::SystemClock;
+    let wall = crate::cluster::clock::SystemClock;
     let mut reads = tokio::task::JoinSet::new();
     for (id, address) in peers {
         reads.spawn(async move {
@@ -154,7 +162,7 @@ async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
             };
             Some(ClockSample {
                 remote: status.wall_time?,
-                local_at_receipt: crate::clock::Clock::now(&wall),
+                local_at_receipt: crate::cluster::clock::Clock::now(&wall),
                 round_trip: sent.elapsed(),
             })
         });

@@ -8,7 +8,7 @@ use tonic::Status;
 /// Applies the request; returns the offset in force afterwards.
 #[cfg(feature = "chaos")]
 pub fn control(request: ChaosControlRequest) -> Result<ChaosControlReply, Status> {
-    use crate::clock::chaos_offset;
+    use crate::cluster::clock::chaos_offset;
     for (name, action) in &request.failpoints {
         if action.is_empty() {
             fail::remove(name);

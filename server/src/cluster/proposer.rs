@@ -10,7 +10,7 @@ use endure_raft::types::{Request, Response};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use prost_types::Timestamp;
 
-use crate::clock::{Clock, LeaderClock};
+use super::clock::{Clock, LeaderClock};
 use crate::sync::LockExt;
 
 /// Longest wait for a proposal to commit or a read to be confirmed.

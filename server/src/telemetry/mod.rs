@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::sync::LockExt;
 
+pub mod names;
+
 /// Distinct workflow names used as label values; later names are reported as "other".
 pub const MAX_WORKFLOW_LABELS: usize = 200;
 /// Histogram buckets for latencies, in seconds.
@@ -27,8 +29,14 @@ const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
 /// How often gauges read from Raft and the tables are refreshed.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Installs the global recorder; returns the handle that renders `/metrics`.
+/// Installs the global recorder once per process (tests run several nodes in one process)
+/// and returns the handle that renders `/metrics`.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock_or_die();
+    if let Some(handle) = installed.as_ref() {
+        return Ok(handle.clone());
+    }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".to_string()),
@@ -36,120 +44,25 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()?;
     describe();
+    *installed = Some(handle.clone());
     Ok(handle)
 }
 
 fn describe() {
-    describe_counter!(
-        "endure_workflows_started_total",
-        "Workflow instances created, by workflow name."
-    );
-    describe_counter!(
-        "endure_workflows_completed_total",
-        "Workflow instances that ended, by workflow name and final status."
-    );
-    describe_gauge!("endure_instances", "Workflow instances by current status.");
-    describe_histogram!(
-        "endure_turn_duration_seconds",
-        Unit::Seconds,
-        "Time from dispatching a turn to committing its answer."
-    );
-    describe_histogram!(
-        "endure_activity_duration_seconds",
-        Unit::Seconds,
-        "Time from dispatching an activity to committing its result."
-    );
-    describe_gauge!(
-        "endure_work_items_queued",
-        "Ready work items waiting for a free worker, by kind."
-    );
-    describe_gauge!(
-        "endure_work_items_in_flight",
-        "Work items sent to workers and not yet answered, by kind."
-    );
-    describe_gauge!(
-        "endure_workers_connected",
-        "Open GetWorkItems streams on this node."
-    );
-    describe_counter!(
-        "endure_stale_completions_total",
-        "Worker answers refused because they no longer matched (fenced), by kind."
-    );
-    describe_counter!(
-        "endure_turns_too_large_total",
-        "Turns over the size a worker accepts; their instances were stalled."
-    );
-    describe_gauge!(
-        "endure_timers_pending",
-        "Durable timers armed (RocksDB's estimate)."
-    );
-    describe_histogram!(
-        "endure_timer_lateness_seconds",
-        Unit::Seconds,
-        "How long after its due time a timer was fired."
-    );
-    describe_counter!(
-        "endure_history_events_appended_total",
-        "History events appended by applied commands."
-    );
-    describe_gauge!("endure_raft_term", "Current Raft term.");
-    describe_gauge!(
-        "endure_raft_role",
-        "1 for this node's current Raft role, 0 otherwise."
-    );
-    describe_gauge!(
-        "endure_raft_commit_index",
-        "Highest Raft log index known committed."
-    );
-    describe_gauge!(
-        "endure_raft_applied_index",
-        "Highest Raft log index applied to the state machine."
-    );
-    describe_gauge!(
-        "endure_raft_last_log_index",
-        "Highest Raft log index stored."
-    );
-    describe_counter!(
-        "endure_raft_leader_changes_total",
-        "Times this node saw the leader change."
-    );
-    describe_gauge!(
-        "endure_raft_replication_lag_entries",
-        "On the leader: log entries a follower is behind."
-    );
-    describe_histogram!(
-        "endure_raft_append_seconds",
-        Unit::Seconds,
-        "Raft log append including its fsync."
-    );
-    describe_counter!(
-        "endure_grpc_requests_total",
-        "gRPC requests by method and status code."
-    );
-    describe_histogram!(
-        "endure_grpc_request_duration_seconds",
-        Unit::Seconds,
-        "gRPC request latency by method."
-    );
-    describe_counter!(
-        "endure_http_requests_total",
-        "HTTP requests by route and status code."
-    );
-    describe_histogram!(
-        "endure_http_request_duration_seconds",
-        Unit::Seconds,
-        "HTTP request latency by route."
-    );
+    for (name, kind, help) in names::ALL {
+        match kind {
+            names::Kind::Counter => describe_counter!(*name, *help),
+            names::Kind::Gauge => describe_gauge!(*name, *help),
+            names::Kind::Seconds => describe_histogram!(*name, Unit::Seconds, *help),
+        }
+    }
 }
 
 /// The label value for a workflow name: the name itself for the first
 /// [`MAX_WORKFLOW_LABELS`] names seen, "other" after that.
 pub fn workflow_label(name: &str) -> String {
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let mut seen = SEEN
-        .get_or_init(Default::default)
-        .lock()
-        .expect("lock poisoned");
+    let mut seen = SEEN.get_or_init(Default::default).lock_or_die();
     if seen.contains(name) {
         return name.to_string();
     }
@@ -186,7 +99,7 @@ pub async fn run(node: Node, handle: PrometheusHandle, mut shutdown: watch::Rece
                 handle.run_upkeep();
                 last_leader = refresh_raft(&node, last_leader);
                 if let Ok(Some(estimate)) = node.store.estimate_timers() {
-                    gauge!("endure_timers_pending").set(estimate as f64);
+                    gauge!(names::TIMERS_PENDING).set(estimate as f64);
                 }
             }
             received = effects.recv() => match received {
@@ -232,7 +145,7 @@ fn count_instances(node: &Node) -> Counts {
 fn publish_counts(counts: &Counts) {
     for status in 0..=8 {
         let value = counts.get(&status).copied().unwrap_or(0);
-        gauge!("endure_instances", "status" => status_name(status)).set(value as f64);
+        gauge!(names::INSTANCES, "status" => status_name(status)).set(value as f64);
     }
 }
 
@@ -244,16 +157,16 @@ fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
         };
         let workflow = workflow_label(name);
         if from.is_none() {
-            counter!("endure_workflows_started_total", "workflow" => workflow.clone()).increment(1);
+            counter!(names::WORKFLOWS_STARTED, "workflow" => workflow.clone()).increment(1);
         }
         if let Some(to) = to.filter(|to| is_final(*to) && !from.is_some_and(is_final)) {
-            counter!("endure_workflows_completed_total", "workflow" => workflow, "status" => status_name(to)).increment(1);
+            counter!(names::WORKFLOWS_COMPLETED, "workflow" => workflow, "status" => status_name(to)).increment(1);
         }
         for (status, delta) in [(from, -1), (to, 1)] {
             if let Some(status) = status {
                 *counts.entry(*status).or_default() += delta;
                 let value = counts[status];
-                gauge!("endure_instances", "status" => status_name(*status)).set(value as f64);
+                gauge!(names::INSTANCES, "status" => status_name(*status)).set(value as f64);
             }
         }
     }
@@ -261,14 +174,14 @@ fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
 
 /// Publishes Raft gauges; returns the leader seen, to count changes.
 fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
-    let status = crate::admin::cluster_status(node);
-    gauge!("endure_raft_term").set(status.term as f64);
-    gauge!("endure_raft_commit_index").set(status.committed_index as f64);
-    gauge!("endure_raft_applied_index").set(status.applied_index as f64);
-    gauge!("endure_raft_last_log_index").set(status.last_log_index as f64);
+    let status = crate::grpc::admin::cluster_status(node);
+    gauge!(names::RAFT_TERM).set(status.term as f64);
+    gauge!(names::RAFT_COMMIT_INDEX).set(status.committed_index as f64);
+    gauge!(names::RAFT_APPLIED_INDEX).set(status.applied_index as f64);
+    gauge!(names::RAFT_LAST_LOG_INDEX).set(status.last_log_index as f64);
     for role in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
         let value = if status.state == role { 1.0 } else { 0.0 };
-        gauge!("endure_raft_role", "role" => role.to_lowercase()).set(value);
+        gauge!(names::RAFT_ROLE, "role" => role.to_lowercase()).set(value);
     }
     let is_leader = status.state == "Leader";
     for member in &status.members {
@@ -280,11 +193,11 @@ fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
             (true, Some(matched)) => status.last_log_index.saturating_sub(matched),
             _ => 0,
         };
-        gauge!("endure_raft_replication_lag_entries", "follower" => member.node_id.to_string())
+        gauge!(names::RAFT_REPLICATION_LAG, "follower" => member.node_id.to_string())
             .set(lag as f64);
     }
     if status.leader_id != last_leader && last_leader.is_some() {
-        counter!("endure_raft_leader_changes_total").increment(1);
+        counter!(names::RAFT_LEADER_CHANGES).increment(1);
     }
     status.leader_id
 }

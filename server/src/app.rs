@@ -1,0 +1,205 @@
+//! The node, wired: binds every listener at once, opens the Raft node, and runs the
+//! components until shutdown. Wiring only; each component lives in its own module.
+//!
+//! Every port opens before anything else happens, so `/healthz` answers at once and a
+//! script that starts nodes one by one can wait for each port. Until the node can serve
+//! (a leader is known and, on the leader, its services run), `/readyz` answers 503 with the
+//! reason and workflow calls answer UNAVAILABLE, which the SDKs retry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use endure_raft::node::{self, Node, NodeOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::cluster::clock::{LeaderClock, SystemClock};
+use crate::cluster::leadership::{self, Leadership};
+use crate::cluster::membership::Membership;
+use crate::cluster::proposer::Proposer;
+use crate::config::Settings;
+use crate::grpc::admin::AdminService;
+use crate::grpc::taskhub::TaskHub;
+use crate::service::{self, Workflows};
+use crate::{grpc, http, telemetry};
+
+/// How long binding an address that is in use is retried.
+const BIND_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// The addresses a started node listens on (the real ports when `:0` was asked for).
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    /// The internal (Raft) address, when this node serves one.
+    pub raft: Option<SocketAddr>,
+}
+
+/// A node with its listeners bound and its Raft node open, ready to [`App::run`].
+pub struct App {
+    settings: Settings,
+    node: Node,
+    grpc: TcpListener,
+    http: TcpListener,
+    internal: Option<TcpListener>,
+    addresses: Addresses,
+}
+
+impl App {
+    /// Binds the listeners, then opens the data directory and starts Raft.
+    pub async fn start(settings: Settings) -> anyhow::Result<App> {
+        let grpc = bind(settings.grpc_addr).await?;
+        let http = bind(settings.http_addr).await?;
+        let internal = match settings.serve_internal {
+            true => Some(bind(settings.raft_addr).await?),
+            false => None,
+        };
+        let addresses = Addresses {
+            grpc: grpc.local_addr()?,
+            http: http.local_addr()?,
+            raft: internal.as_ref().map(TcpListener::local_addr).transpose()?,
+        };
+        let options = NodeOptions {
+            node_id: settings.node_id,
+            raft_addr: addresses.raft.unwrap_or(settings.raft_addr).to_string(),
+            peers: settings.peers.clone(),
+            join: settings.join,
+            snapshot_every_logs: settings.snapshot_logs,
+            logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
+            routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
+        };
+        let node = node::start(&settings.data_dir, options).await?;
+        Ok(App {
+            settings,
+            node,
+            grpc,
+            http,
+            internal,
+            addresses,
+        })
+    }
+
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// Runs every component until `shutdown` turns true, then stops Raft.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let App {
+            settings,
+            node,
+            grpc,
+            http,
+            internal,
+            addresses,
+        } = self;
+        let metrics_handle = telemetry::install()?;
+        let clock = Arc::new(LeaderClock::new(SystemClock));
+        let proposer = Proposer::new(node.clone(), clock.clone());
+        let (leadership, leading) = Leadership::new(leadership::Options {
+            node: node.clone(),
+            proposer: proposer.clone(),
+            clock,
+            max_turn_bytes: settings.max_message_bytes,
+        });
+        let workflows = Workflows::new(service::Options {
+            node: node.clone(),
+            proposer: proposer.clone(),
+            leading,
+            max_message_bytes: settings.max_message_bytes,
+            shutdown: shutdown.clone(),
+        });
+        let membership = Membership::new(node.clone(), proposer);
+        let services = |raft: Option<endure_raft::types::Raft>| grpc::Services {
+            taskhub: TaskHub {
+                workflows: workflows.clone(),
+            },
+            admin: AdminService {
+                node: node.clone(),
+                workflows: workflows.clone(),
+                membership: membership.clone(),
+            },
+            raft,
+            max_message_bytes: settings.max_message_bytes,
+        };
+        let render = metrics_handle.clone();
+        let http_state = http::HttpState {
+            workflows: workflows.clone(),
+            node: node.clone(),
+            render_metrics: Arc::new(move || render.render()),
+            max_body_bytes: settings.max_message_bytes,
+        };
+        tokio::spawn(exit_when_raft_stops(node.clone(), shutdown.clone()));
+        let mut tasks = vec![
+            tokio::spawn(leadership.run(shutdown.clone())),
+            tokio::spawn(telemetry::run(
+                node.clone(),
+                metrics_handle,
+                shutdown.clone(),
+            )),
+            tokio::spawn(grpc::serve(grpc, services(None), shutdown.clone())),
+        ];
+        if let Some(internal) = internal {
+            let raft = Some(node.raft.clone());
+            tasks.push(tokio::spawn(grpc::serve(
+                internal,
+                services(raft),
+                shutdown.clone(),
+            )));
+        }
+        let http_task = tokio::spawn(http::serve(http, http_state, shutdown.clone()));
+        info!(grpc = %addresses.grpc, http = %addresses.http, raft = ?addresses.raft,
+            data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure listening");
+        for task in tasks {
+            let _ = task.await;
+        }
+        match http_task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::warn!(error = %e, "HTTP server panicked"),
+            Ok(Ok(())) => {}
+        }
+        node.raft.shutdown().await.ok();
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Raft stops on its own only after a storage failure (a failed fsync, a full disk): the
+/// node must not run on, answering UNAVAILABLE for ever. It exits with an error instead;
+/// a restart recovers from what was synced (an fsync is never retried, DESIGN §7).
+async fn exit_when_raft_stops(node: Node, shutdown: watch::Receiver<bool>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let stopped = metrics.borrow().state == openraft::ServerState::Shutdown;
+        if stopped || metrics.changed().await.is_err() {
+            break;
+        }
+    }
+    if *shutdown.borrow() {
+        return;
+    }
+    let error = node.raft.metrics().borrow().running_state.clone().err();
+    tracing::error!(error = ?error, "raft stopped after a storage failure; exiting");
+    std::process::exit(70);
+}
+
+/// Binds a listener. An address in use is retried for a while: right after a crash, a
+/// port in the ephemeral range (Dapr's 50001 is) can be held briefly by another socket.
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < BIND_RETRY_FOR =>
+            {
+                tracing::warn!(%addr, "address in use; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            result => return result.with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
+}

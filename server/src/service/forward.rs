@@ -1,0 +1,325 @@
+//! Forwarding: any node serves any call by passing it to the Raft leader's internal address
+//! when it is not the leader itself. Every operation goes through [`Forwarder::leader_for`]
+//! and [`Leader::forward`]; nothing else sends a call to another node.
+//!
+//! - **Forward once.** A call that was already forwarded is never forwarded again (two
+//!   nodes that each think the other leads would bounce it): it answers UNAVAILABLE.
+//! - **Never a false success.** A forwarded call that loses its leader midway fails with
+//!   UNAVAILABLE ("outcome unknown"), which the SDKs retry.
+//! - **A hung leader does not hold callers.** A forwarded call or relayed stream ends as soon
+//!   as this node sees another leader (or none), and the channels to the leader carry HTTP/2
+//!   keepalive.
+//! - **Worker answers are retried** while leadership moves ([`forward_answer_with_retry`]):
+//!   the SDKs do not resend an answer that failed, and answers are fenced, so one that
+//!   arrives twice is applied once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use endure_proto::endure::internal::admin_client::AdminClient;
+use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+use endure_raft::node::Node;
+use tokio_stream::Stream;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::{Call, Error};
+use crate::sync::LockExt;
+
+/// Marks a request a node forwarded to the leader.
+pub const FORWARDED_HEADER: &str = "endure-forwarded";
+/// Marks a forwarded start that answers once committed, without waiting for the first
+/// turn (the HTTP API's start).
+pub const START_NO_WAIT_HEADER: &str = "endure-start-no-wait";
+/// Tries to hand a worker's answer to the leader while leadership moves.
+const ANSWER_FORWARD_ATTEMPTS: u32 = 20;
+const ANSWER_FORWARD_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Clients to the leader's internal service.
+#[derive(Clone)]
+pub struct Leader {
+    /// The node these clients reach.
+    pub node_id: u64,
+    pub taskhub: TaskHubSidecarServiceClient<Channel>,
+    pub admin: AdminClient<Channel>,
+    forwarder: Forwarder,
+}
+
+/// Finds the leader and keeps one lazily connected channel per node.
+#[derive(Clone)]
+pub struct Forwarder {
+    node: Node,
+    channels: Arc<Mutex<HashMap<(u64, String), Channel>>>,
+}
+
+impl Forwarder {
+    pub fn new(node: Node) -> Self {
+        Forwarder {
+            node,
+            channels: Arc::default(),
+        }
+    }
+
+    /// `None` when this node leads and serves the call itself; otherwise clients to the
+    /// leader. UNAVAILABLE when no leader is known (an election is under way, or this node
+    /// is cut off from the majority), and for a call that was already forwarded once.
+    pub fn leader_for(&self, call: &Call) -> Result<Option<Leader>, Error> {
+        let leader = self.leader()?;
+        if leader.is_some() && call.forwarded {
+            return Err(Error::unavailable(
+                "the leader changed while the request was forwarded; retry",
+            ));
+        }
+        Ok(leader)
+    }
+
+    fn leader(&self) -> Result<Option<Leader>, Error> {
+        let (leader, address) = {
+            let metrics = self.node.raft.metrics();
+            let metrics = metrics.borrow();
+            let Some(leader) = metrics.current_leader else {
+                return Err(Error::unavailable(
+                    "no Raft leader is known right now; retry shortly",
+                ));
+            };
+            let address = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone());
+            (leader, address)
+        };
+        if leader == self.node.node_id {
+            return Ok(None);
+        }
+        let address = address.ok_or_else(|| {
+            Error::unavailable(format!(
+                "the leader is node {leader}, whose address is not known; retry"
+            ))
+        })?;
+        let channel = self.channel(leader, self.node.routes.resolve(leader, &address))?;
+        Ok(Some(Leader {
+            node_id: leader,
+            taskhub: TaskHubSidecarServiceClient::new(channel.clone())
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+            admin: AdminClient::new(channel),
+            forwarder: self.clone(),
+        }))
+    }
+
+    fn channel(&self, leader: u64, address: &str) -> Result<Channel, Error> {
+        let mut channels = self.channels.lock_or_die();
+        if let Some(channel) = channels.get(&(leader, address.to_string())) {
+            return Ok(channel.clone());
+        }
+        let channel = endure_raft::network::peer_channel(address)
+            .map_err(|e| Error::internal(format!("bad address {address} of node {leader}: {e}")))?;
+        channels.insert((leader, address.to_string()), channel.clone());
+        Ok(channel)
+    }
+
+    /// Returns once the known leader is no longer `leader` (another, or none).
+    async fn leadership_moved(&self, leader: u64) {
+        let mut metrics = self.node.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader != Some(leader) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Leader {
+    /// Sends the call on to the leader, with the caller's deadline and the forwarded mark,
+    /// and maps its answer. Answers UNAVAILABLE as soon as this node sees that the leader
+    /// no longer leads (the call's outcome is then unknown to the caller).
+    pub async fn forward<Req, Resp, Fut>(
+        &self,
+        call: &Call,
+        message: Req,
+        send: impl FnOnce(Leader, tonic::Request<Req>) -> Fut,
+    ) -> Result<Resp, Error>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let request = self.request(call, message);
+        self.while_leading(send(self.clone(), request))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The request to send on: the message, the deadline that is left, the mark.
+    pub fn request<Req>(&self, call: &Call, message: Req) -> tonic::Request<Req> {
+        let mut request = tonic::Request::new(message);
+        if let Some(deadline) = call.deadline {
+            request.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        }
+        request.metadata_mut().insert(
+            FORWARDED_HEADER,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        request
+    }
+
+    /// Runs a call sent to this leader, ending it once this node sees another leader.
+    pub async fn while_leading<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Error> {
+        tokio::select! {
+            result = call => result.map_err(from_status),
+            () = self.forwarder.leadership_moved(self.node_id) => Err(moved(self.node_id)),
+        }
+    }
+
+    /// A stream relayed from this leader that ends (with UNAVAILABLE, so the SDK
+    /// reconnects) once this node sees that it no longer leads.
+    pub fn relay<S>(&self, stream: S) -> Relay<S> {
+        let forwarder = self.forwarder.clone();
+        let leader = self.node_id;
+        Relay {
+            inner: Some(stream),
+            moved: Box::pin(async move { forwarder.leadership_moved(leader).await }),
+            leader,
+        }
+    }
+}
+
+/// Hands a worker's answer to whichever node leads, again while leadership moves (no
+/// leader known, or the leader went away mid-call); `Ok(None)` when this node leads by the
+/// time it tries, so the caller applies the answer itself.
+pub async fn forward_answer_with_retry<Req, Resp, Fut>(
+    forwarder: &Forwarder,
+    call: &Call,
+    message: Req,
+    send: impl Fn(Leader, tonic::Request<Req>) -> Fut,
+) -> Result<Option<Resp>, Error>
+where
+    Req: Clone,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    if forwarder.leader_for(call)?.is_none() {
+        return Ok(None);
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match forwarder.leader() {
+            Ok(Some(leader)) => leader.forward(call, message.clone(), &send).await.map(Some),
+            Ok(None) => return Ok(None),
+            Err(error) => Err(error),
+        };
+        match result {
+            Err(error) if answer_may_be_lost(&error) && attempt < ANSWER_FORWARD_ATTEMPTS => {
+                tokio::time::sleep(ANSWER_FORWARD_BACKOFF).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Failures after which a forwarded answer may not have reached a leader: the leader went
+/// away (transport errors surface as UNKNOWN or CANCELLED, mapped below) or none is known.
+fn answer_may_be_lost(error: &Error) -> bool {
+    matches!(error, Error::Unavailable(_) | Error::Unknown(_))
+}
+
+fn moved(leader: u64) -> Error {
+    Error::unavailable(format!(
+        "node {leader} stopped leading while the call was forwarded to it: whether the call \
+         took effect is unknown; retry (a retried start answers ALREADY_EXISTS if it did)"
+    ))
+}
+
+/// The leader's answer (or the transport's failure) as a service error. The leader's own
+/// errors come back with the code its gRPC adapter gave them, so they keep their meaning;
+/// the engine's FAILED_PRECONDITION travels as UNKNOWN (see `grpc::status`) and stays so.
+pub fn from_status(status: Status) -> Error {
+    let message = status.message().to_string();
+    match status.code() {
+        Code::NotFound => Error::NotFound(message),
+        Code::AlreadyExists => Error::AlreadyExists(message),
+        Code::InvalidArgument => Error::InvalidArgument(message),
+        Code::FailedPrecondition => Error::FailedPrecondition(message),
+        Code::ResourceExhausted | Code::OutOfRange => Error::TooLarge(message),
+        Code::Unavailable | Code::Cancelled => Error::Unavailable(message),
+        Code::DeadlineExceeded => Error::DeadlineExceeded(message),
+        Code::Unimplemented => Error::Unimplemented(message),
+        Code::Unknown => Error::Unknown(message),
+        code => Error::Internal(format!("the leader answered {code:?}: {message}")),
+    }
+}
+
+/// See [`Leader::relay`].
+pub struct Relay<S> {
+    inner: Option<S>,
+    moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+    leader: u64,
+}
+
+impl<T, S> Stream for Relay<S>
+where
+    S: Stream<Item = Result<T, Status>> + Unpin,
+{
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = Pin::new(inner).poll_next(cx) {
+            return Poll::Ready(item.map(|item| item.map_err(from_status)));
+        }
+        if self.moved.as_mut().poll(cx).is_ready() {
+            // Dropping the relayed stream cancels it on the old leader too.
+            self.inner = None;
+            return Poll::Ready(Some(Err(moved(self.leader))));
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaders_answer_keeps_its_meaning() {
+        assert_eq!(
+            from_status(Status::not_found("no such instance exists: 'x'")),
+            Error::not_found("no such instance exists: 'x'")
+        );
+        assert_eq!(
+            from_status(Status::unknown("workflow is stalled")),
+            Error::unknown("workflow is stalled")
+        );
+        assert!(matches!(
+            from_status(Status::cancelled("gone")),
+            Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            from_status(Status::out_of_range("big")),
+            Error::TooLarge(_)
+        ));
+        assert!(matches!(
+            from_status(Status::permission_denied("no")),
+            Error::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn only_answers_that_may_not_have_arrived_are_retried() {
+        assert!(answer_may_be_lost(&Error::unavailable("leader moved")));
+        assert!(answer_may_be_lost(&Error::unknown("transport error")));
+        assert!(!answer_may_be_lost(&Error::not_found("stale")));
+        assert!(!answer_may_be_lost(&Error::invalid_argument("bad")));
+    }
+}
