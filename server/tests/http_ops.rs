@@ -266,3 +266,46 @@ async fn sigterm_closes_the_http_port_and_the_node_exits_cleanly() {
         server.logs()
     );
 }
+
+/// A cluster member opens every port at start, before it knows a leader: `/healthz` says
+/// the process lives, `/readyz` says why it cannot serve yet, and gRPC calls answer
+/// UNAVAILABLE (which the SDKs retry) instead of the port staying closed.
+#[tokio::test]
+async fn a_node_waiting_for_its_peers_answers_on_every_port_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http, raft, absent) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let raft_addr = format!("127.0.0.1:{raft}");
+    let me = format!("1=127.0.0.1:{raft}");
+    let peer = format!("2=127.0.0.1:{absent}");
+    let server = Server::spawn_with(
+        &dir.path().join("data"),
+        grpc,
+        http,
+        &["--raft-addr", &raft_addr, "--peer", &me, "--peer", &peer],
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(http, "/healthz").await.status, 200);
+    let ready = get(http, "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("no Raft leader"), "{}", ready.text());
+
+    let mut client = server.client().await;
+    let status = client
+        .get_instance(endure_proto::GetInstanceRequest {
+            instance_id: "any".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("no Raft leader"), "{}", status.message());
+}

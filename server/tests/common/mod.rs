@@ -61,7 +61,7 @@ impl Server {
         Server::spawn_with(data_dir, grpc_port, http_port, &[])
     }
 
-    fn spawn_with(data_dir: &Path, grpc_port: u16, http_port: u16, extra: &[&str]) -> Server {
+    pub fn spawn_with(data_dir: &Path, grpc_port: u16, http_port: u16, extra: &[&str]) -> Server {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
