@@ -266,7 +266,7 @@ async fn bad_requests_get_clear_statuses_and_change_nothing() {
 #[tokio::test]
 async fn acknowledged_starts_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"));
+    let mut server = Server::start_process(&dir.path().join("data"));
     let mut client = server.client().await;
     let later = prost_types::Timestamp {
         seconds: 4_000_000_000,
@@ -321,7 +321,7 @@ fn a_corrupt_data_directory_stops_the_server_with_a_clear_message() {
     }
     std::fs::write(data.join("CURRENT"), b"garbage-manifest\n").unwrap();
     let mut server = Server::spawn(&data, common::free_port(), common::free_port());
-    let status = server.child.wait().unwrap();
+    let status = server.process().wait().unwrap();
     assert!(!status.success());
     let logs = server.logs();
     assert!(logs.contains("cannot open the data directory"), "{logs}");

@@ -218,7 +218,7 @@ async fn bodies_over_the_limit_are_refused_with_413() {
 #[tokio::test]
 async fn sigterm_closes_the_http_port_and_the_node_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&dir.path().join("data"));
+    let mut server = Server::start_process(&dir.path().join("data"));
     let port = server.http_port;
     assert_eq!(get(port, "/healthz").await.status, 200);
     // An idle keep-alive connection must not hold the shutdown up.
@@ -235,13 +235,13 @@ async fn sigterm_closes_the_http_port_and_the_node_exits_cleanly() {
     );
 
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &server.process().id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
+        if let Some(status) = server.process().try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -290,7 +290,11 @@ async fn a_node_waiting_for_its_peers_answers_on_every_port_at_once() {
     );
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", server.logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(get(http, "/healthz").await.status, 200);
@@ -307,5 +311,9 @@ async fn a_node_waiting_for_its_peers_answers_on_every_port_at_once() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("no Raft leader"), "{}", status.message());
+    assert!(
+        status.message().contains("no Raft leader"),
+        "{}",
+        status.message()
+    );
 }

@@ -1,4 +1,6 @@
-//! Starting the real `endure` binary on free ports for integration tests.
+//! Starting a node for integration tests: in this process on `127.0.0.1:0` (the
+//! default: no free-port races, no binary to spawn), or as a real `endure serve` process
+//! where a test kills it, signals it or reads its exit status.
 
 #![allow(dead_code)]
 
@@ -33,9 +35,27 @@ pub fn readyz(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-/// A running `endure serve` process; killed when dropped.
+/// A node running in this process, on its own runtime thread; stopped when dropped.
+pub struct InProcess {
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A running node: an in-process `App` or an `endure serve` process (killed when dropped).
 pub struct Server {
-    pub child: Child,
+    pub child: Option<Child>,
+    app: Option<InProcess>,
     pub grpc_port: u16,
     pub http_port: u16,
     pub data_dir: PathBuf,
@@ -43,18 +63,69 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a node on a fresh port with `data_dir` and waits until it serves.
+    /// Starts a node in this process with `data_dir` and waits until it serves.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Starts a node in this process with extra `serve` flags and waits until it serves.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            serve: endure::config::ServeArgs,
+        }
+        let data = data_dir.to_str().expect("a UTF-8 path");
+        let mut args = vec!["serve", "--data-dir", data, "--grpc-addr", "127.0.0.1:0"];
+        args.extend(["--http-addr", "127.0.0.1:0"]);
+        args.extend(extra);
+        let settings = endure::config::Settings::resolve(Flags::parse_from(args).serve)
+            .expect("valid settings");
+        let (shutdown, stopped) = tokio::sync::watch::channel(false);
+        let (addresses_tx, addresses_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = endure::app::App::start(settings)
+                    .await
+                    .expect("the node starts");
+                addresses_tx.send(app.addresses()).unwrap();
+                app.run(stopped).await.expect("the node runs");
+            });
+        });
+        let addresses = addresses_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the node binds its ports");
+        let server = Server {
+            child: None,
+            app: Some(InProcess {
+                shutdown: Some(shutdown),
+                thread: Some(thread),
+            }),
+            grpc_port: addresses.grpc.port(),
+            http_port: addresses.http.port(),
+            data_dir: data_dir.to_path_buf(),
+            log: data_dir.with_extension("log"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Starts an `endure serve` process on fresh ports and waits until it serves.
+    pub fn start_process(data_dir: &Path) -> Server {
         let server = Server::spawn(data_dir, free_port(), free_port());
         server.wait_ready();
         server
     }
 
-    /// Starts a node with extra `serve` flags and waits until it serves.
-    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        let server = Server::spawn_with(data_dir, free_port(), free_port(), extra);
-        server.wait_ready();
-        server
+    /// The `endure serve` process (for nodes started as one).
+    pub fn process(&mut self) -> &mut Child {
+        self.child.as_mut().expect("a node started as a process")
     }
 
     pub fn spawn(data_dir: &Path, grpc_port: u16, http_port: u16) -> Server {
@@ -84,7 +155,8 @@ impl Server {
             .spawn()
             .expect("the endure binary starts");
         Server {
-            child,
+            child: Some(child),
+            app: None,
             grpc_port,
             http_port,
             data_dir: data_dir.to_path_buf(),
@@ -107,7 +179,10 @@ impl Server {
     }
 
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        match self.app {
+            Some(_) => "(an in-process node logs nowhere)".to_string(),
+            None => std::fs::read_to_string(&self.log).unwrap_or_default(),
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -122,8 +197,8 @@ impl Server {
 
     /// SIGKILL, no chance to flush anything.
     pub fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process().kill().unwrap();
+        self.process().wait().unwrap();
     }
 
     /// Starts the node again on the same ports and data directory.
@@ -137,8 +212,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
