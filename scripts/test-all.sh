@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/endure-target}"
 
+echo "== cargo clippy: every crate and target, warnings are errors (release profile, so the"
+echo "   dependencies built for the tests are reused)"
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
 echo "== cargo test (release profile: the one profile we build)"
 cargo build --release --locked -p endure
 # The default members: everything but the chaos suite, whose own unit tests (the

@@ -37,6 +37,7 @@ pub fn kill_recorded_pids() {
     let pids = PIDS.lock().unwrap_or_else(|p| p.into_inner());
     for &pid in pids.iter() {
         // SAFETY: plain signal delivery to PIDs this harness spawned.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid as i32, libc::SIGCONT);
             libc::kill(pid as i32, libc::SIGKILL);
@@ -382,6 +383,7 @@ impl Drop for Cluster {
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signal delivery to a child this harness spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(pid as i32, sig);
     }

@@ -69,17 +69,14 @@ impl Table {
         let mut out = String::new();
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             let mut text = String::new();
-            for index in 0..columns {
+            for (index, width) in widths.iter().enumerate() {
                 let cell = line.get(index).map(String::as_str).unwrap_or("");
                 if index > 0 {
                     text.push_str(COLUMN_GAP);
                 }
                 text.push_str(cell);
                 if index + 1 < columns {
-                    text.extend(std::iter::repeat_n(
-                        ' ',
-                        widths[index] - cell.chars().count(),
-                    ));
+                    text.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
                 }
             }
             out.push_str(text.trim_end());

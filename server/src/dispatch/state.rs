@@ -31,7 +31,8 @@ const RESCAN_PAGE_INSTANCES: usize = 1_000;
 /// A worker's queue of work items, as the dispatcher sees it.
 pub trait WorkerQueue {
     /// Hands `item` to the worker without waiting; gives it back when the worker's queue is
-    /// full or its stream has ended.
+    /// full or its stream has ended (so it can be offered to the next worker, not copied).
+    #[allow(clippy::result_large_err)]
     fn offer(&self, item: WorkItem) -> Result<(), WorkItem>;
 }
 
