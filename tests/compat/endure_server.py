@@ -119,7 +119,7 @@ class EndureServer:
 
     def spawn(self) -> None:
         """Start the process without waiting for it (see `wait_ready`). A cluster spawns
-        all its nodes first: a node opens its gRPC port only once it knows a leader."""
+        all its nodes first: a node is ready only once a majority of them runs."""
         if self.proc is not None and self.proc.poll() is None:
             raise ServerError(f"{self.name} already running (pid {self.proc.pid})")
         if not os.path.isfile(self.binary) or not os.access(self.binary, os.X_OK):
