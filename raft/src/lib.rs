@@ -11,6 +11,9 @@
 //! - [`network`]: openraft RPCs to peers over tonic; [`rpc`]: serving them.
 //! - [`error`]: the crate's [`Error`].
 
+// openraft's storage traits answer `StorageError`, a large type this crate does not choose.
+#![allow(clippy::result_large_err)]
+
 pub mod codec;
 pub mod error;
 pub mod log_store;

@@ -162,7 +162,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         };
         let mut entries = Vec::with_capacity(rpc.entries.len());
         for entry in &rpc.entries {
-            entries.push(codec::encode_entry(entry).map_err(|e| network_error(e))?);
+            entries.push(codec::encode_entry(entry).map_err(network_error)?);
         }
         let message = RaftMessage {
             json: json(&meta),

@@ -69,12 +69,15 @@ impl Shared {
     }
 }
 
+/// The snapshot being served: its meta and its bytes.
+type StoredSnapshot = (SnapshotMeta, Vec<u8>);
+
 /// The state machine over a [`Store`].
 pub struct StateMachine<S: Store> {
     store: Arc<S>,
     shared: Arc<Shared>,
     meta: AppliedMeta,
-    current_snapshot: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 fn io_error(error: impl std::fmt::Display) -> StorageError<NodeId> {

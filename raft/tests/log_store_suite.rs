@@ -5,6 +5,9 @@
 //! minimal in-memory one that exists ONLY to drive the conformance suite over the log store;
 //! Endure's real, durable state machine lives in `raft/src/state_machine.rs`.
 
+// openraft's storage traits answer `StorageError`, a large type this crate does not choose.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, MutexGuard};
 

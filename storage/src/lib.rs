@@ -6,7 +6,7 @@
 //! - [`keys`]: the byte layout of every key, ordered as the tables need.
 //! - [`rocks`]: the RocksDB store; one atomic batch per apply with the applied meta.
 //! - [`memory`]: the in-memory store.
-//! - [`error`]: [`Error`].
+//! - [`error`]: the crate's error type, [`Error`].
 
 pub mod error;
 pub mod keys;

@@ -46,6 +46,9 @@ pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, Error> {
     Ok(Arc::new(DB::open_cf_descriptors(&options, path, families)?))
 }
 
+/// A key and its value, as read by a scan.
+type Row = (Vec<u8>, Vec<u8>);
+
 /// The state machine's tables in a shared RocksDB handle.
 #[derive(Clone)]
 pub struct RocksStore {
@@ -75,11 +78,7 @@ impl RocksStore {
     }
 
     /// Rows whose key starts with `prefix`, in key order, at most [`MAX_SCAN_ROWS`].
-    fn scan_prefix(
-        &self,
-        table: &'static str,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    fn scan_prefix(&self, table: &'static str, prefix: &[u8]) -> Result<Vec<Row>, Error> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(prefix_end(prefix));
         let mode = IteratorMode::From(prefix, Direction::Forward);

@@ -70,7 +70,6 @@ pub fn finish_run(
             orchestration_status: ending.status as i32,
             result: ending.output,
             failure_details: ending.failure,
-            ..Default::default()
         }),
     );
     completed.event_id = ending.event_id;
