@@ -3,7 +3,6 @@
 //! proposal is stamped with a time no earlier than the clock reading, and the engine checks
 //! the due time against that stamp again.
 
-use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::cluster::clock::Clock;
 use crate::cluster::proposer::Proposer;
+use crate::telemetry::names;
 
 /// Timers fired by one proposal.
 pub const FIRE_BATCH_TIMERS: usize = 1_000;

@@ -2,7 +2,6 @@
 //! The status is read from the response headers, where gRPC puts it for errors
 //! (trailers-only responses); a response without it is counted as OK (0).
 
-use crate::telemetry::names;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tower::{Layer, Service};
+
+use crate::sync::LockExt;
+use crate::telemetry::names;
 
 /// Distinct method labels; further paths (not ours, so UNIMPLEMENTED) share "other".
 const MAX_METHOD_LABELS: usize = 64;
@@ -40,10 +42,7 @@ fn method_label(path: &str) -> String {
     if !valid {
         return "other".to_string();
     }
-    let mut seen = SEEN
-        .get_or_init(Default::default)
-        .lock()
-        .expect("lock poisoned");
+    let mut seen = SEEN.get_or_init(Default::default).lock_or_die();
     if seen.contains(method) || seen.len() < MAX_METHOD_LABELS {
         seen.insert(method.to_string());
         return method.to_string();

@@ -4,12 +4,12 @@
 //! Segments are percent-decoded before matching, as Dapr's router (chi) matches on the
 //! decoded path: an event name `a%20b` is the name `a b`.
 
-use crate::telemetry::names;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::errors::ApiError;
 use super::{ops, workflow, HttpState, Response};
+use crate::telemetry::names;
 
 /// The versions Dapr serves the workflow API under; the JS SDK uses `v1.0-beta1`.
 const WORKFLOW_API_VERSIONS: [&str; 3] = ["v1.0", "v1.0-beta1", "v1.0-alpha1"];
