@@ -6,12 +6,15 @@
 //! - [`keys`]: the byte layout of every key, ordered as the tables need.
 //! - [`rocks`]: the RocksDB store; one atomic batch per apply with the applied meta.
 //! - [`memory`]: the in-memory store.
+//! - [`snapshot`]: the snapshot format both stores export and import ([`snapshot::Dump`]),
+//!   with the named tables ([`snapshot::Table`]) and the applied meta's key.
 //! - [`error`]: [`Error`].
 
 pub mod error;
 pub mod keys;
 pub mod memory;
 pub mod rocks;
+pub mod snapshot;
 
 use endure_engine::records::{ActivityRecord, InstanceRecord, TimerKey};
 use endure_engine::{StateView, Write};

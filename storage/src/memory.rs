@@ -1,5 +1,5 @@
-//! The in-memory store: the engine's [`MemoryTables`] behind a lock, plus the snapshot
-//! format both stores share ([`Dump`]: every row of every table with its RocksDB key).
+//! The in-memory store: the engine's [`MemoryTables`] behind a lock. Its exports are in the
+//! format RocksDB's are ([`crate::snapshot`]), so snapshots move between the two.
 
 use std::sync::Mutex;
 
@@ -10,25 +10,8 @@ use endure_proto::HistoryEvent;
 use prost::Message;
 use prost_types::Timestamp;
 
+use crate::snapshot::{self, Dump};
 use crate::{keys, Error, Store};
-
-/// A snapshot: the rows of every state table.
-#[derive(Clone, PartialEq, Message)]
-pub struct Dump {
-    #[prost(message, repeated, tag = "1")]
-    pub rows: Vec<DumpRow>,
-}
-
-/// One row; `table` indexes [`crate::rocks::STATE_COLUMN_FAMILIES`].
-#[derive(Clone, PartialEq, Message)]
-pub struct DumpRow {
-    #[prost(uint32, tag = "1")]
-    pub table: u32,
-    #[prost(bytes = "vec", tag = "2")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub value: Vec<u8>,
-}
 
 #[derive(Default)]
 struct Inner {
@@ -145,112 +128,17 @@ impl Store for MemoryStore {
 
     fn export(&self) -> Result<Vec<u8>, Error> {
         Ok(self
-            .with(|inner| dump_tables(&inner.tables, inner.applied_meta.as_deref()))
+            .with(|inner| snapshot::dump_tables(&inner.tables, inner.applied_meta.as_deref()))
             .encode_to_vec())
     }
 
     fn import(&self, bytes: &[u8]) -> Result<(), Error> {
-        let dump = Dump::decode(bytes).map_err(|e| Error::Corruption {
-            table: "snapshot",
-            reason: e.to_string(),
-        })?;
-        let (tables, applied_meta) = load_tables(&dump)?;
+        let dump = Dump::decode_export(bytes)?;
+        let (tables, applied_meta) = snapshot::load_tables(&dump)?;
         self.with(|inner| {
             inner.tables = tables;
             inner.applied_meta = applied_meta;
         });
         Ok(())
     }
-}
-
-fn row(table: u32, key: Vec<u8>, value: Vec<u8>) -> DumpRow {
-    DumpRow { table, key, value }
-}
-
-/// The tables as RocksDB would hold them, so both stores share one snapshot format.
-fn dump_tables(tables: &MemoryTables, applied_meta: Option<&[u8]>) -> Dump {
-    let mut rows = Vec::new();
-    for record in tables.instances.values() {
-        rows.push(row(
-            0,
-            keys::instance(&record.instance_id),
-            record.encode_to_vec(),
-        ));
-    }
-    for ((id, seq), event) in &tables.history {
-        rows.push(row(1, keys::sequenced(id, *seq), event.encode_to_vec()));
-    }
-    for ((id, seq), event) in &tables.inbox {
-        rows.push(row(2, keys::sequenced(id, *seq), event.encode_to_vec()));
-    }
-    for ((id, task_id), record) in &tables.activities {
-        rows.push(row(3, keys::activity(id, *task_id), record.encode_to_vec()));
-    }
-    for (key, record) in tables.timers.values() {
-        rows.push(row(4, keys::timer(key), record.encode_to_vec()));
-    }
-    if let Some(meta) = applied_meta {
-        rows.push(row(5, b"applied".to_vec(), meta.to_vec()));
-    }
-    Dump { rows }
-}
-
-fn load_tables(dump: &Dump) -> Result<(MemoryTables, Option<Vec<u8>>), Error> {
-    let corrupt = |table: &'static str| Error::Corruption {
-        table,
-        reason: "undecodable row in snapshot".to_string(),
-    };
-    let mut writes = Vec::new();
-    let mut applied_meta = None;
-    for DumpRow { table, key, value } in &dump.rows {
-        let write = match table {
-            0 => Write::PutInstance(
-                InstanceRecord::decode(value.as_slice()).map_err(|_| corrupt("instances"))?,
-            ),
-            1 | 2 => {
-                let (instance_id, rest) =
-                    keys::parse_instance(key).ok_or_else(|| corrupt("history"))?;
-                let seq = keys::parse_seq(rest).ok_or_else(|| corrupt("history"))?;
-                let event =
-                    HistoryEvent::decode(value.as_slice()).map_err(|_| corrupt("history"))?;
-                if *table == 1 {
-                    Write::PutHistory {
-                        instance_id,
-                        seq,
-                        event,
-                    }
-                } else {
-                    Write::PutInbox {
-                        instance_id,
-                        seq,
-                        event,
-                    }
-                }
-            }
-            3 => {
-                let (instance_id, rest) =
-                    keys::parse_instance(key).ok_or_else(|| corrupt("activities"))?;
-                let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt("activities"))?;
-                let record =
-                    ActivityRecord::decode(value.as_slice()).map_err(|_| corrupt("activities"))?;
-                Write::PutActivity {
-                    instance_id,
-                    task_id,
-                    record,
-                }
-            }
-            4 => Write::PutTimer {
-                key: keys::parse_timer(key)?,
-                record: TimerRecord::decode(value.as_slice()).map_err(|_| corrupt("timers"))?,
-            },
-            _ => {
-                applied_meta = Some(value.clone());
-                continue;
-            }
-        };
-        writes.push(write);
-    }
-    let mut tables = MemoryTables::default();
-    tables.commit(&writes);
-    Ok((tables, applied_meta))
 }

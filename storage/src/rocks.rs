@@ -15,20 +15,19 @@ use rocksdb::{
 };
 
 use crate::keys;
+use crate::snapshot::{Dump, DumpRow, Table, APPLIED_META_KEY};
 use crate::{Error, Store, MAX_SCAN_ROWS};
 
-pub const INSTANCES: &str = "instances";
-pub const HISTORY: &str = "history";
-pub const INBOX: &str = "inbox";
-pub const ACTIVITIES: &str = "activities";
-pub const TIMERS: &str = "timers";
-pub const SM_META: &str = "sm_meta";
+pub const INSTANCES: &str = Table::Instances.column_family();
+pub const HISTORY: &str = Table::History.column_family();
+pub const INBOX: &str = Table::Inbox.column_family();
+pub const ACTIVITIES: &str = Table::Activities.column_family();
+pub const TIMERS: &str = Table::Timers.column_family();
+pub const SM_META: &str = Table::Meta.column_family();
 
-/// The state machine's column families, in the order snapshots list them.
+/// The state machine's column families, in [`Table`] number order.
 pub const STATE_COLUMN_FAMILIES: [&str; 6] =
     [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
-
-const APPLIED_META_KEY: &[u8] = b"applied";
 
 /// Opens (creating if missing) the node's database with the state machine's column
 /// families plus `extra` ones (the Raft log's). A database that RocksDB cannot open or
@@ -315,32 +314,27 @@ impl Store for RocksStore {
 
     fn export(&self) -> Result<Vec<u8>, Error> {
         let snapshot = self.db.snapshot();
-        let mut dump = crate::memory::Dump::default();
-        for (index, name) in STATE_COLUMN_FAMILIES.iter().enumerate() {
-            let cf = self.cf(name);
+        let mut dump = Dump::default();
+        for table in Table::ALL {
+            let cf = self.cf(table.column_family());
             for row in snapshot.iterator_cf(cf, IteratorMode::Start) {
                 let (key, value) = row?;
-                dump.rows.push(crate::memory::DumpRow {
-                    table: index as u32,
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                });
+                dump.rows
+                    .push(DumpRow::new(table, key.to_vec(), value.to_vec()));
             }
         }
         Ok(dump.encode_to_vec())
     }
 
     fn import(&self, bytes: &[u8]) -> Result<(), Error> {
-        let dump: crate::memory::Dump = decode("snapshot", bytes)?;
+        let dump = Dump::decode_export(bytes)?;
         let mut batch = WriteBatch::default();
         for name in STATE_COLUMN_FAMILIES {
             batch.delete_range_cf(self.cf(name), Vec::<u8>::new(), vec![u8::MAX; 512]);
         }
         for row in dump.rows {
-            let name = STATE_COLUMN_FAMILIES
-                .get(row.table as usize)
-                .ok_or_else(|| corrupt_key("snapshot"))?;
-            batch.put_cf(self.cf(name), row.key, row.value);
+            let table = row.table()?;
+            batch.put_cf(self.cf(table.column_family()), row.key, row.value);
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);
