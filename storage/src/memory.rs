@@ -11,7 +11,7 @@ use prost::Message;
 use prost_types::Timestamp;
 
 use crate::snapshot::{self, Dump};
-use crate::{keys, Error, Store};
+use crate::{check_page, check_rows, keys, rocks, Error, PendingActivity, Store};
 
 #[derive(Default)]
 struct Inner {
@@ -35,17 +35,24 @@ impl StateView for MemoryStore {
     fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, endure_engine::Error> {
         self.with(|inner| inner.tables.instance(instance_id))
     }
+    // The bound of RocksStore's reads, so both stores fail alike.
     fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, endure_engine::Error> {
-        self.with(|inner| inner.tables.inbox(instance_id))
+        let rows = self.with(|inner| inner.tables.inbox(instance_id))?;
+        check_rows(rocks::INBOX, instance_id, rows.len())?;
+        Ok(rows)
     }
     fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
-        self.with(|inner| inner.tables.history(instance_id))
+        let rows = self.with(|inner| inner.tables.history(instance_id))?;
+        check_rows(rocks::HISTORY, instance_id, rows.len())?;
+        Ok(rows)
     }
     fn activities(
         &self,
         instance_id: &str,
     ) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
-        self.with(|inner| inner.tables.activities(instance_id))
+        let rows = self.with(|inner| inner.tables.activities(instance_id))?;
+        check_rows(rocks::ACTIVITIES, instance_id, rows.len())?;
+        Ok(rows)
     }
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, endure_engine::Error> {
         self.with(|inner| inner.tables.timer(key))
@@ -66,6 +73,7 @@ impl Store for MemoryStore {
     }
 
     fn due_timers(&self, now: &Timestamp, limit: usize) -> Result<Vec<TimerKey>, Error> {
+        check_page(limit)?;
         Ok(self.with(|inner| {
             inner
                 .tables
@@ -92,6 +100,7 @@ impl Store for MemoryStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, Error> {
+        check_page(limit)?;
         // The RocksDB order: length-prefixed keys, so shorter IDs first.
         let after = after.map(keys::instance);
         Ok(self.with(|inner| {
@@ -111,14 +120,27 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error> {
+    fn pending_activities_page(
+        &self,
+        after: Option<(&str, i32)>,
+        limit: usize,
+    ) -> Result<Vec<PendingActivity>, Error> {
+        check_page(limit)?;
+        // The RocksDB order, as in list_instances.
+        let after = after.map(|(instance_id, task_id)| keys::activity(instance_id, task_id));
         Ok(self.with(|inner| {
-            inner
+            let mut rows: Vec<(Vec<u8>, PendingActivity)> = inner
                 .tables
                 .activities
                 .iter()
-                .map(|((id, task_id), record)| (id.clone(), *task_id, record.clone()))
-                .collect()
+                .map(|((id, task_id), record)| {
+                    let key = keys::activity(id, *task_id);
+                    (key, (id.clone(), *task_id, record.clone()))
+                })
+                .filter(|(key, _)| after.as_ref().is_none_or(|after| key > after))
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.into_iter().take(limit).map(|(_, row)| row).collect()
         }))
     }
 

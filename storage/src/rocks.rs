@@ -16,7 +16,7 @@ use rocksdb::{
 
 use crate::keys;
 use crate::snapshot::{Dump, DumpRow, Table, APPLIED_META_KEY};
-use crate::{Error, Store, MAX_SCAN_ROWS};
+use crate::{check_page, check_rows, Error, PendingActivity, Store};
 
 pub const INSTANCES: &str = Table::Instances.column_family();
 pub const HISTORY: &str = Table::History.column_family();
@@ -73,22 +73,22 @@ impl RocksStore {
         }
     }
 
-    /// Rows whose key starts with `prefix`, in key order, at most [`MAX_SCAN_ROWS`].
-    fn scan_prefix(
+    /// The rows of one instance in `table`, in key order; [`Error::TooManyRows`] rather
+    /// than a part of them when there are more than [`MAX_SCAN_ROWS`].
+    fn scan_instance(
         &self,
         table: &'static str,
-        prefix: &[u8],
+        instance_id: &str,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let prefix = keys::instance(instance_id);
         let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(prefix_end(prefix));
-        let mode = IteratorMode::From(prefix, Direction::Forward);
+        options.set_iterate_upper_bound(prefix_end(&prefix));
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
         let mut rows = Vec::new();
         for row in self.db.iterator_cf_opt(self.cf(table), options, mode) {
             let (key, value) = row?;
             rows.push((key.to_vec(), value.to_vec()));
-            if rows.len() >= MAX_SCAN_ROWS {
-                break;
-            }
+            check_rows(table, instance_id, rows.len())?;
         }
         Ok(rows)
     }
@@ -180,16 +180,13 @@ impl StateView for RocksStore {
 
     fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, endure_engine::Error> {
         Ok(sequenced_rows(
-            self.scan_prefix(INBOX, &keys::instance(instance_id))?,
+            self.scan_instance(INBOX, instance_id)?,
             INBOX,
         )?)
     }
 
     fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
-        let rows = sequenced_rows(
-            self.scan_prefix(HISTORY, &keys::instance(instance_id))?,
-            HISTORY,
-        )?;
+        let rows = sequenced_rows(self.scan_instance(HISTORY, instance_id)?, HISTORY)?;
         Ok(rows.into_iter().map(|(_, event)| event).collect())
     }
 
@@ -198,7 +195,7 @@ impl StateView for RocksStore {
         instance_id: &str,
     ) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
         let mut activities = Vec::new();
-        for (key, value) in self.scan_prefix(ACTIVITIES, &keys::instance(instance_id))? {
+        for (key, value) in self.scan_instance(ACTIVITIES, instance_id)? {
             let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             activities.push((task_id, decode(ACTIVITIES, &value)?));
@@ -245,6 +242,7 @@ impl Store for RocksStore {
     }
 
     fn due_timers(&self, now: &Timestamp, limit: usize) -> Result<Vec<TimerKey>, Error> {
+        check_page(limit)?;
         let mut due = Vec::new();
         for row in self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start) {
             let (key, _) = row?;
@@ -275,6 +273,7 @@ impl Store for RocksStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, Error> {
+        check_page(limit)?;
         let start = after.map(keys::instance).unwrap_or_default();
         let mut records = Vec::new();
         let mode = IteratorMode::From(&start, Direction::Forward);
@@ -283,21 +282,33 @@ impl Store for RocksStore {
             if after.is_some() && key.as_ref() == start.as_slice() {
                 continue;
             }
-            records.push(decode(INSTANCES, &value)?);
-            if records.len() >= limit.min(MAX_SCAN_ROWS) {
+            if records.len() >= limit {
                 break;
             }
+            records.push(decode(INSTANCES, &value)?);
         }
         Ok(records)
     }
 
-    fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error> {
+    fn pending_activities_page(
+        &self,
+        after: Option<(&str, i32)>,
+        limit: usize,
+    ) -> Result<Vec<PendingActivity>, Error> {
+        check_page(limit)?;
+        let start = after
+            .map(|(instance_id, task_id)| keys::activity(instance_id, task_id))
+            .unwrap_or_default();
+        let mode = IteratorMode::From(&start, Direction::Forward);
         let mut activities = Vec::new();
-        for row in self
-            .db
-            .iterator_cf(self.cf(ACTIVITIES), IteratorMode::Start)
-        {
+        for row in self.db.iterator_cf(self.cf(ACTIVITIES), mode) {
             let (key, value) = row?;
+            if after.is_some() && key.as_ref() == start.as_slice() {
+                continue;
+            }
+            if activities.len() >= limit {
+                break;
+            }
             let (instance_id, rest) =
                 keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
