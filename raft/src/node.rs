@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use endure_storage::rocks::{open_db, RocksStore};
+use endure_storage::Store;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
@@ -47,7 +48,8 @@ pub struct Node {
     /// openraft itself, for proposing (`client_write`, `ensure_linearizable`), membership
     /// changes and serving the Raft RPCs. Read the cluster through [`Node`]'s methods.
     pub raft: Raft,
-    pub store: Arc<RocksStore>,
+    /// The tables the state machine applies into (RocksDB behind the trait).
+    pub store: Arc<dyn Store>,
     pub shared: Arc<Shared>,
     pub node_id: NodeId,
     /// How this node reaches its peers.
