@@ -2,8 +2,9 @@
 //!
 //! Uses `protox` (a pure-Rust protobuf compiler, so no `protoc` binary is
 //! needed) to produce a `FileDescriptorSet`, then hands it to
-//! `tonic-prost-build`, which writes prost messages plus tonic client and
-//! server code into `OUT_DIR`:
+//! `tonic-prost-build`, which writes prost messages into `OUT_DIR`, plus the
+//! tonic client and server stubs only when the `grpc` feature is on (cargo
+//! sets `CARGO_FEATURE_GRPC` for build scripts):
 //!
 //! * `_.rs` – the package-less `taskhub.proto` (Dapr protocol)
 //! * `endure.internal.rs` – `internal.proto` (package `endure.internal`), only
@@ -30,12 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile(&files, [&proto_dir])?;
 
+    // Without stubs the generated code names only `::prost` and `::prost_types`.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
+
     // `google.protobuf.*` map to `::prost_types::*` (the default, since
     // well-known types are not compiled).
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .generate_default_stubs(true)
+        .build_server(grpc)
+        .build_client(grpc)
+        .generate_default_stubs(grpc)
         .compile_fds(fds)?;
 
     Ok(())

@@ -1,5 +1,10 @@
 //! Protobuf and gRPC definitions for Endure.
 //!
+//! By default only the messages are generated (prost), so a crate that needs just the
+//! messages (the engine, storage) does not depend on tonic, hyper or tokio. The `grpc`
+//! feature adds the tonic client and server stubs of every service (`*_client`,
+//! `*_server` modules); raft, server and the chaos suite turn it on.
+//!
 //! # The Dapr Workflow protocol (crate root)
 //!
 //! `proto/taskhub.proto` is a single, package-less superset of the
@@ -15,8 +20,9 @@
 //! * [`OrchestratorRequest`] / [`OrchestratorResponse`] and
 //!   [`orchestrator_action::OrchestratorActionType`],
 //! * [`WorkItem`] with [`work_item::Request`],
-//! * the server trait [`task_hub_sidecar_service_server::TaskHubSidecarService`]
-//!   and the client [`task_hub_sidecar_service_client::TaskHubSidecarServiceClient`].
+//! * with the `grpc` feature, the server trait
+//!   `task_hub_sidecar_service_server::TaskHubSidecarService` and the client
+//!   `task_hub_sidecar_service_client::TaskHubSidecarServiceClient`.
 //!
 //! Names follow the 0.17.4 dialect (Orchestration*/SubOrchestration*/
 //! OrchestratorStarted*); 1.18+ renamed many of them to Workflow*/
@@ -153,61 +159,70 @@ mod tests {
         assert_eq!(OrchestrationStatus::Stalled as i32, 8);
     }
 
-    #[test]
-    fn service_name() {
-        assert_eq!(
-            task_hub_sidecar_service_server::SERVICE_NAME,
-            "TaskHubSidecarService"
-        );
-    }
+    /// The stubs: service and method names as the SDKs call them.
+    #[cfg(feature = "grpc")]
+    mod stubs {
+        use crate::*;
 
-    /// A transport that records the request path and fails the call.
-    #[derive(Clone, Default)]
-    struct CapturePath(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-    impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for CapturePath {
-        type Response = tonic::codegen::http::Response<tonic::body::Body>;
-        type Error = tonic::codegen::StdError;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
+        #[test]
+        fn service_name() {
+            assert_eq!(
+                task_hub_sidecar_service_server::SERVICE_NAME,
+                "TaskHubSidecarService"
+            );
         }
 
-        fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
-            self.0.lock().unwrap().push(req.uri().path().to_owned());
-            std::future::ready(Err("captured".into()))
-        }
-    }
+        /// A transport that records the request path and fails the call.
+        #[derive(Clone, Default)]
+        struct CapturePath(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
-    /// Polls a future that never actually waits (no runtime needed).
-    fn poll_once<F: std::future::Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("future unexpectedly pending"),
-        }
-    }
+        impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for CapturePath {
+            type Response = tonic::codegen::http::Response<tonic::body::Body>;
+            type Error = tonic::codegen::StdError;
+            type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
 
-    #[test]
-    fn method_paths_have_no_package() {
-        let transport = CapturePath::default();
-        let mut client =
-            task_hub_sidecar_service_client::TaskHubSidecarServiceClient::new(transport.clone());
-        assert!(poll_once(client.start_instance(CreateInstanceRequest::default())).is_err());
-        assert!(poll_once(client.complete_workflow_task(OrchestratorResponse::default())).is_err());
-        assert!(poll_once(client.get_work_items(GetWorkItemsRequest::default())).is_err());
-        assert_eq!(
-            *transport.0.lock().unwrap(),
-            [
-                "/TaskHubSidecarService/StartInstance",
-                "/TaskHubSidecarService/CompleteWorkflowTask",
-                "/TaskHubSidecarService/GetWorkItems",
-            ]
-        );
+            fn poll_ready(
+                &mut self,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+                self.0.lock().unwrap().push(req.uri().path().to_owned());
+                std::future::ready(Err("captured".into()))
+            }
+        }
+
+        /// Polls a future that never actually waits (no runtime needed).
+        fn poll_once<F: std::future::Future>(f: F) -> F::Output {
+            let mut f = std::pin::pin!(f);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(v) => v,
+                std::task::Poll::Pending => panic!("future unexpectedly pending"),
+            }
+        }
+
+        #[test]
+        fn method_paths_have_no_package() {
+            let transport = CapturePath::default();
+            let mut client = task_hub_sidecar_service_client::TaskHubSidecarServiceClient::new(
+                transport.clone(),
+            );
+            assert!(poll_once(client.start_instance(CreateInstanceRequest::default())).is_err());
+            assert!(
+                poll_once(client.complete_workflow_task(OrchestratorResponse::default())).is_err()
+            );
+            assert!(poll_once(client.get_work_items(GetWorkItemsRequest::default())).is_err());
+            assert_eq!(
+                *transport.0.lock().unwrap(),
+                [
+                    "/TaskHubSidecarService/StartInstance",
+                    "/TaskHubSidecarService/CompleteWorkflowTask",
+                    "/TaskHubSidecarService/GetWorkItems",
+                ]
+            );
+        }
     }
 }

@@ -7,7 +7,12 @@
 //!   [`LOG_COLUMN_FAMILIES`], fsynced before openraft sees anything as persisted.
 //! - [`codec`]: byte formats of stored log entries, log keys and Raft metadata.
 //! - [`state_machine`]: applies committed commands through the engine into the store.
-//! - [`node`]: opening a data directory and starting Raft on it.
+//! - [`node`]: opening a data directory and starting Raft on it; a running [`node::Node`]
+//!   answers who leads, the members, and watches for changes ([`status`]).
+//! - [`status`]: the cluster as this node sees it ([`status::Status`], [`status::RaftWatch`]),
+//!   read from openraft's metrics.
+//! - [`probe`]: "does a cluster already exist?", asked of the peers before a first start,
+//!   through a [`probe::PeerProbe`] the caller passes.
 //! - [`network`]: openraft RPCs to peers over tonic; [`rpc`]: serving them.
 //! - [`error`]: the crate's [`Error`].
 
@@ -19,8 +24,10 @@ pub mod error;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod probe;
 pub mod rpc;
 pub mod state_machine;
+pub mod status;
 pub mod types;
 
 pub use error::Error;

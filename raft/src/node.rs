@@ -1,22 +1,25 @@
 //! Starting a Raft node on a data directory: open RocksDB, the log store and the state
-//! machine, start openraft, and form the cluster on first start only.
+//! machine, start openraft, and form the cluster on first start only. A running [`Node`]
+//! answers what the layers above ask of Raft (who leads, the members, a watch on changes),
+//! so they need not read openraft's metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use endure_storage::rocks::{open_db, RocksStore};
+use endure_storage::Store;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
 use crate::network::{Network, Routes};
+use crate::probe::{existing_cluster, ExistingCluster, PeerProbe};
 use crate::state_machine::{Shared, StateMachine};
+use crate::status::{self, RaftWatch, Role, Status};
 use crate::types::{NodeId, Raft};
 
 /// Default number of entries between two snapshots; the log behind a snapshot is purged.
 pub const SNAPSHOT_EVERY_LOG_ENTRIES: u64 = 20_000;
-/// How long asking a peer whether a cluster exists may take.
-const PEER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Default number of entries kept behind a snapshot.
 pub const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1_000;
 
@@ -42,8 +45,11 @@ pub struct NodeOptions {
 /// A running node: the Raft handle and the state it applies into.
 #[derive(Clone)]
 pub struct Node {
+    /// openraft itself, for proposing (`client_write`, `ensure_linearizable`), membership
+    /// changes and serving the Raft RPCs. Read the cluster through [`Node`]'s methods.
     pub raft: Raft,
-    pub store: Arc<RocksStore>,
+    /// The tables the state machine applies into (RocksDB behind the trait).
+    pub store: Arc<dyn Store>,
     pub shared: Arc<Shared>,
     pub node_id: NodeId,
     /// How this node reaches its peers.
@@ -58,61 +64,19 @@ pub enum StartError {
     Raft(String),
 }
 
-/// What the peers say about an existing cluster, for a node that has no Raft state.
-enum Existing {
-    /// No peer belongs to a cluster that has a leader: a first start, initialize.
-    None,
-    /// A cluster with a leader exists and has never replicated to this node: wait for it.
-    Waiting,
-    /// The leader has replicated entries to this node before: its data was lost.
-    DataLost,
-}
-
-/// Asks the peers whether a cluster exists and what its leader knows of this node. Raft
-/// assumes a member never loses its log; a member whose data was lost must rejoin under a
-/// new ID rather than start empty under its old one.
-async fn probe_peers(options: &NodeOptions) -> Existing {
-    use endure_proto::endure::internal::admin_client::AdminClient;
-    use endure_proto::endure::internal::ClusterStatusRequest;
-    for (id, addr) in &options.peers {
-        if *id == options.node_id {
-            continue;
-        }
-        let addr = options.routes.resolve(*id, addr);
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-            continue;
-        };
-        let endpoint = endpoint
-            .connect_timeout(PEER_PROBE_TIMEOUT)
-            .timeout(PEER_PROBE_TIMEOUT);
-        let Ok(channel) = endpoint.connect().await else {
-            continue;
-        };
-        let Ok(status) = AdminClient::new(channel)
-            .cluster_status(ClusterStatusRequest {})
-            .await
-        else {
-            continue;
-        };
-        let status = status.into_inner();
-        if status.state != "Leader" {
-            continue;
-        }
-        let me = status.members.iter().find(|m| m.node_id == options.node_id);
-        tracing::info!(leader = id, "a cluster with a leader exists");
-        return match me.and_then(|m| m.matched_index) {
-            Some(matched) if matched > 0 => Existing::DataLost,
-            _ => Existing::Waiting,
-        };
-    }
-    Existing::None
-}
-
 /// Opens the data directory and starts Raft. Initializes the membership (the peers, or
 /// this node alone) only when this node has never been part of a cluster, so a restart
 /// never re-initializes or forks it. Every peer may initialize with the same voters:
 /// openraft accepts the same initial membership from all of them.
-pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartError> {
+///
+/// A node with no Raft state that is not told to join first asks its peers through
+/// `probe` whether a cluster already exists ([`crate::probe`]): it then waits to be
+/// replicated to, or refuses to start if the leader has replicated to it before.
+pub async fn start(
+    data_dir: &Path,
+    options: NodeOptions,
+    probe: &impl PeerProbe,
+) -> Result<Node, StartError> {
     let open_error = |reason: String| StartError::Open {
         path: data_dir.display().to_string(),
         reason,
@@ -151,11 +115,11 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let existing = if initialized || options.join {
-        Existing::None
+        ExistingCluster::None
     } else {
-        probe_peers(&options).await
+        existing_cluster(probe, options.node_id, &options.peers, &options.routes).await
     };
-    if let Existing::DataLost = existing {
+    if existing == ExistingCluster::DataLost {
         return Err(StartError::Raft(format!(
             "this node has no Raft state, but the leader has replicated to node {id} before: \
              its data was lost. Remove it (`endure cluster leave --node-id {id}`) and add the node \
@@ -163,7 +127,7 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
             id = options.node_id
         )));
     }
-    if !initialized && !options.join && matches!(existing, Existing::None) {
+    if !initialized && !options.join && existing == ExistingCluster::None {
         let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
             BTreeMap::from([(
                 options.node_id,
@@ -196,4 +160,62 @@ pub async fn start(data_dir: &Path, options: NodeOptions) -> Result<Node, StartE
         node_id: options.node_id,
         routes: options.routes,
     })
+}
+
+/// The cluster as this node sees it now. Each method reads one copy of openraft's metrics.
+impl Node {
+    /// The whole view: role, leader, term, members with replication, log indexes.
+    pub fn status(&self) -> Status {
+        Status::of(&self.raft.metrics().borrow())
+    }
+
+    /// The leader this node knows (itself included); `None` during an election.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// The known leader and the address to reach it at (its `--peer-route` if one is set,
+    /// else its membership address); `None` if no leader is known or it has no address.
+    pub fn leader_address(&self) -> Option<(NodeId, String)> {
+        status::leader_address(&self.raft.metrics().borrow(), &self.routes)
+    }
+
+    /// Whether this node leads: in the Leader state and knowing itself as the leader.
+    pub fn is_leader(&self) -> bool {
+        status::is_leader(&self.raft.metrics().borrow())
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.raft.metrics().borrow().state.into()
+    }
+
+    /// The voters of the membership this node knows.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Every member (voters and learners) with its recorded address.
+    pub fn members(&self) -> BTreeMap<NodeId, String> {
+        status::members(&self.raft.metrics().borrow())
+    }
+
+    /// The voters other than this node, each with the address to reach it at (routes
+    /// applied), in ID order.
+    pub fn peer_voters(&self) -> Vec<(NodeId, String)> {
+        status::peer_voters(&self.raft.metrics().borrow(), &self.routes)
+    }
+
+    /// Highest log index applied to the state machine (0: none).
+    pub fn applied_index(&self) -> u64 {
+        let applied = self.raft.metrics().borrow().last_applied;
+        applied.map(|id| id.index).unwrap_or(0)
+    }
+
+    /// A subscription to this view: wait for leadership changes, or for Raft to stop.
+    pub fn watch(&self) -> RaftWatch {
+        RaftWatch::new(self.raft.metrics())
+    }
 }

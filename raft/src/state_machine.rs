@@ -8,11 +8,10 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use endure_engine::{Effect, EntryMeta, Outcome};
-use endure_storage::memory::Dump;
+use endure_storage::snapshot::Dump;
 use endure_storage::Store;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageError, StorageIOError};
-use prost::Message;
 use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -208,9 +207,9 @@ impl<S: Store> RaftSnapshotBuilder<TypeConfig> for StateMachine<S> {
         // The export is one RocksDB point-in-time view; the applied meta comes from the same
         // view, since apply may run on while this builds.
         let bytes = self.store.export().map_err(io_error)?;
-        let dump = Dump::decode(bytes.as_slice()).map_err(io_error)?;
-        let meta: AppliedMeta = match dump.rows.iter().rev().find(|row| row.table == 5) {
-            Some(row) => serde_json::from_slice(&row.value).map_err(io_error)?,
+        let dump = Dump::decode_export(&bytes).map_err(io_error)?;
+        let meta: AppliedMeta = match dump.applied_meta() {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(io_error)?,
             None => AppliedMeta::default(),
         };
         let snapshot_id = match &meta.last_applied {

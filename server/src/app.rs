@@ -71,7 +71,8 @@ impl App {
             logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
             routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
         };
-        let node = node::start(&settings.data_dir, options).await?;
+        let probe = endure_raft::probe::AdminStatusProbe;
+        let node = node::start(&settings.data_dir, options, &probe).await?;
         Ok(App {
             settings,
             node,
@@ -171,17 +172,12 @@ impl App {
 /// node must not run on, answering UNAVAILABLE for ever. It exits with an error instead;
 /// a restart recovers from what was synced (an fsync is never retried, DESIGN §7).
 async fn exit_when_raft_stops(node: Node, shutdown: watch::Receiver<bool>) {
-    let mut metrics = node.raft.metrics();
-    loop {
-        let stopped = metrics.borrow().state == openraft::ServerState::Shutdown;
-        if stopped || metrics.changed().await.is_err() {
-            break;
-        }
-    }
+    let mut watch = node.watch();
+    watch.stopped().await;
     if *shutdown.borrow() {
         return;
     }
-    let error = node.raft.metrics().borrow().running_state.clone().err();
+    let error = watch.fatal_error();
     tracing::error!(error = ?error, "raft stopped after a storage failure; exiting");
     std::process::exit(70);
 }

@@ -10,13 +10,29 @@ pub enum Error {
     /// Stored bytes do not decode: the data directory is corrupt.
     #[error("corrupt record in table {table}: {reason}")]
     Corruption { table: &'static str, reason: String },
+    /// A read of one instance's rows found more than [`crate::MAX_SCAN_ROWS`]: it fails
+    /// rather than return part of them (a partial history or inbox would be taken for all).
+    #[error(
+        "instance {instance_id} has more than {max_rows} rows in table {table}: a read \
+         returns at most MAX_SCAN_ROWS and fails rather than return part of them"
+    )]
+    TooManyRows {
+        table: &'static str,
+        instance_id: String,
+        max_rows: usize,
+    },
+    /// A page larger than [`crate::MAX_SCAN_ROWS`] was asked for: the caller pages wrongly.
+    #[error("a page of {requested} rows was asked for; a read returns at most {max_rows}")]
+    PageTooLarge { requested: usize, max_rows: usize },
 }
 
 impl From<Error> for endure_engine::Error {
     fn from(error: Error) -> Self {
         match error {
             Error::Corruption { .. } => endure_engine::Error::Corruption(error.to_string()),
-            Error::Rocks(_) => endure_engine::Error::Storage(error.to_string()),
+            Error::Rocks(_) | Error::TooManyRows { .. } | Error::PageTooLarge { .. } => {
+                endure_engine::Error::Storage(error.to_string())
+            }
         }
     }
 }

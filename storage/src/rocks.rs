@@ -15,20 +15,19 @@ use rocksdb::{
 };
 
 use crate::keys;
-use crate::{Error, Store, MAX_SCAN_ROWS};
+use crate::snapshot::{Dump, DumpRow, Table, APPLIED_META_KEY};
+use crate::{check_page, check_rows, Error, PendingActivity, Store};
 
-pub const INSTANCES: &str = "instances";
-pub const HISTORY: &str = "history";
-pub const INBOX: &str = "inbox";
-pub const ACTIVITIES: &str = "activities";
-pub const TIMERS: &str = "timers";
-pub const SM_META: &str = "sm_meta";
+pub const INSTANCES: &str = Table::Instances.column_family();
+pub const HISTORY: &str = Table::History.column_family();
+pub const INBOX: &str = Table::Inbox.column_family();
+pub const ACTIVITIES: &str = Table::Activities.column_family();
+pub const TIMERS: &str = Table::Timers.column_family();
+pub const SM_META: &str = Table::Meta.column_family();
 
-/// The state machine's column families, in the order snapshots list them.
+/// The state machine's column families, in [`Table`] number order.
 pub const STATE_COLUMN_FAMILIES: [&str; 6] =
     [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
-
-const APPLIED_META_KEY: &[u8] = b"applied";
 
 /// Opens (creating if missing) the node's database with the state machine's column
 /// families plus `extra` ones (the Raft log's). A database that RocksDB cannot open or
@@ -77,18 +76,18 @@ impl RocksStore {
         }
     }
 
-    /// Rows whose key starts with `prefix`, in key order, at most [`MAX_SCAN_ROWS`].
-    fn scan_prefix(&self, table: &'static str, prefix: &[u8]) -> Result<Vec<Row>, Error> {
+    /// The rows of one instance in `table`, in key order; [`Error::TooManyRows`] rather
+    /// than a part of them when there are more than [`MAX_SCAN_ROWS`].
+    fn scan_instance(&self, table: &'static str, instance_id: &str) -> Result<Vec<Row>, Error> {
+        let prefix = keys::instance(instance_id);
         let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(prefix_end(prefix));
-        let mode = IteratorMode::From(prefix, Direction::Forward);
+        options.set_iterate_upper_bound(prefix_end(&prefix));
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
         let mut rows = Vec::new();
         for row in self.db.iterator_cf_opt(self.cf(table), options, mode) {
             let (key, value) = row?;
             rows.push((key.to_vec(), value.to_vec()));
-            if rows.len() >= MAX_SCAN_ROWS {
-                break;
-            }
+            check_rows(table, instance_id, rows.len())?;
         }
         Ok(rows)
     }
@@ -180,16 +179,13 @@ impl StateView for RocksStore {
 
     fn inbox(&self, instance_id: &str) -> Result<Vec<(u64, HistoryEvent)>, endure_engine::Error> {
         Ok(sequenced_rows(
-            self.scan_prefix(INBOX, &keys::instance(instance_id))?,
+            self.scan_instance(INBOX, instance_id)?,
             INBOX,
         )?)
     }
 
     fn history(&self, instance_id: &str) -> Result<Vec<HistoryEvent>, endure_engine::Error> {
-        let rows = sequenced_rows(
-            self.scan_prefix(HISTORY, &keys::instance(instance_id))?,
-            HISTORY,
-        )?;
+        let rows = sequenced_rows(self.scan_instance(HISTORY, instance_id)?, HISTORY)?;
         Ok(rows.into_iter().map(|(_, event)| event).collect())
     }
 
@@ -198,7 +194,7 @@ impl StateView for RocksStore {
         instance_id: &str,
     ) -> Result<Vec<(i32, ActivityRecord)>, endure_engine::Error> {
         let mut activities = Vec::new();
-        for (key, value) in self.scan_prefix(ACTIVITIES, &keys::instance(instance_id))? {
+        for (key, value) in self.scan_instance(ACTIVITIES, instance_id)? {
             let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             activities.push((task_id, decode(ACTIVITIES, &value)?));
@@ -245,6 +241,7 @@ impl Store for RocksStore {
     }
 
     fn due_timers(&self, now: &Timestamp, limit: usize) -> Result<Vec<TimerKey>, Error> {
+        check_page(limit)?;
         let mut due = Vec::new();
         for row in self.db.iterator_cf(self.cf(TIMERS), IteratorMode::Start) {
             let (key, _) = row?;
@@ -275,6 +272,7 @@ impl Store for RocksStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, Error> {
+        check_page(limit)?;
         let start = after.map(keys::instance).unwrap_or_default();
         let mut records = Vec::new();
         let mode = IteratorMode::From(&start, Direction::Forward);
@@ -283,21 +281,33 @@ impl Store for RocksStore {
             if after.is_some() && key.as_ref() == start.as_slice() {
                 continue;
             }
-            records.push(decode(INSTANCES, &value)?);
-            if records.len() >= limit.min(MAX_SCAN_ROWS) {
+            if records.len() >= limit {
                 break;
             }
+            records.push(decode(INSTANCES, &value)?);
         }
         Ok(records)
     }
 
-    fn pending_activities(&self) -> Result<Vec<(String, i32, ActivityRecord)>, Error> {
+    fn pending_activities_page(
+        &self,
+        after: Option<(&str, i32)>,
+        limit: usize,
+    ) -> Result<Vec<PendingActivity>, Error> {
+        check_page(limit)?;
+        let start = after
+            .map(|(instance_id, task_id)| keys::activity(instance_id, task_id))
+            .unwrap_or_default();
+        let mode = IteratorMode::From(&start, Direction::Forward);
         let mut activities = Vec::new();
-        for row in self
-            .db
-            .iterator_cf(self.cf(ACTIVITIES), IteratorMode::Start)
-        {
+        for row in self.db.iterator_cf(self.cf(ACTIVITIES), mode) {
             let (key, value) = row?;
+            if after.is_some() && key.as_ref() == start.as_slice() {
+                continue;
+            }
+            if activities.len() >= limit {
+                break;
+            }
             let (instance_id, rest) =
                 keys::parse_instance(&key).ok_or_else(|| corrupt_key(ACTIVITIES))?;
             let task_id = keys::parse_task_id(rest).ok_or_else(|| corrupt_key(ACTIVITIES))?;
@@ -314,32 +324,27 @@ impl Store for RocksStore {
 
     fn export(&self) -> Result<Vec<u8>, Error> {
         let snapshot = self.db.snapshot();
-        let mut dump = crate::memory::Dump::default();
-        for (index, name) in STATE_COLUMN_FAMILIES.iter().enumerate() {
-            let cf = self.cf(name);
+        let mut dump = Dump::default();
+        for table in Table::ALL {
+            let cf = self.cf(table.column_family());
             for row in snapshot.iterator_cf(cf, IteratorMode::Start) {
                 let (key, value) = row?;
-                dump.rows.push(crate::memory::DumpRow {
-                    table: index as u32,
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                });
+                dump.rows
+                    .push(DumpRow::new(table, key.to_vec(), value.to_vec()));
             }
         }
         Ok(dump.encode_to_vec())
     }
 
     fn import(&self, bytes: &[u8]) -> Result<(), Error> {
-        let dump: crate::memory::Dump = decode("snapshot", bytes)?;
+        let dump = Dump::decode_export(bytes)?;
         let mut batch = WriteBatch::default();
         for name in STATE_COLUMN_FAMILIES {
             batch.delete_range_cf(self.cf(name), Vec::<u8>::new(), vec![u8::MAX; 512]);
         }
         for row in dump.rows {
-            let name = STATE_COLUMN_FAMILIES
-                .get(row.table as usize)
-                .ok_or_else(|| corrupt_key("snapshot"))?;
-            batch.put_cf(self.cf(name), row.key, row.value);
+            let table = row.table()?;
+            batch.put_cf(self.cf(table.column_family()), row.key, row.value);
         }
         let mut options = WriteOptions::default();
         options.set_sync(true);

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use endure_raft::node::Node;
-use endure_raft::types::NodeId;
-use openraft::{BasicNode, RaftMetrics, ServerState};
+use endure_raft::status::RaftWatch;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -43,10 +42,6 @@ pub struct Leadership {
     leading: watch::Sender<Option<LeaderServices>>,
 }
 
-fn is_leader(metrics: &RaftMetrics<NodeId, BasicNode>, node_id: NodeId) -> bool {
-    metrics.state == ServerState::Leader && metrics.current_leader == Some(node_id)
-}
-
 impl Leadership {
     /// The task, and where the services it starts are published (`None` while this node
     /// does not lead).
@@ -57,9 +52,9 @@ impl Leadership {
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let node = &self.options.node;
-        let mut metrics = node.raft.metrics();
+        let mut raft = node.watch();
         loop {
-            if !wait_until(&mut metrics, &mut shutdown, |m| is_leader(m, node.node_id)).await {
+            if !wait_until(&mut raft, &mut shutdown, |raft| raft.is_leader()).await {
                 return;
             }
             if let Err(e) = self.options.proposer.linearizable().await {
@@ -81,8 +76,7 @@ impl Leadership {
                 node_id = node.node_id,
                 "leading: dispatching work and firing timers"
             );
-            let keep_going =
-                wait_until(&mut metrics, &mut shutdown, |m| !is_leader(m, node.node_id)).await;
+            let keep_going = wait_until(&mut raft, &mut shutdown, |raft| !raft.is_leader()).await;
             self.leading.send_replace(None);
             let _ = stop.send(true);
             for task in tasks {
@@ -129,19 +123,7 @@ impl Leadership {
 async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
     use endure_proto::endure::internal::admin_client::AdminClient;
     use endure_proto::endure::internal::ClusterStatusRequest;
-    let peers: Vec<(NodeId, String)> = {
-        let metrics = node.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        membership
-            .voter_ids()
-            .filter(|id| *id != node.node_id)
-            .filter_map(|id| {
-                let addr = membership.get_node(&id)?.addr.clone();
-                Some((id, node.routes.resolve(id, &addr).to_string()))
-            })
-            .collect()
-    };
+    let peers = node.peer_voters();
     let wall = crate::cluster::clock::SystemClock;
     let mut reads = tokio::task::JoinSet::new();
     for (id, address) in peers {
@@ -170,22 +152,17 @@ async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
     reads.join_all().await.into_iter().flatten().collect()
 }
 
-/// Waits until `condition` holds for the metrics; false on shutdown or when Raft stopped.
+/// Waits until `condition` holds for Raft's view; false on shutdown or when Raft stopped.
 async fn wait_until(
-    metrics: &mut watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    raft: &mut RaftWatch,
     shutdown: &mut watch::Receiver<bool>,
-    condition: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> bool,
+    condition: impl Fn(&RaftWatch) -> bool,
 ) -> bool {
-    loop {
-        if *shutdown.borrow() {
-            return false;
-        }
-        if condition(&metrics.borrow()) {
-            return true;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return false,
-            changed = metrics.changed() => if changed.is_err() { return false },
-        }
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        held = raft.wait_until(condition) => held,
     }
 }

@@ -35,14 +35,7 @@ impl Membership {
     }
 
     fn voters(&self) -> BTreeSet<u64> {
-        self.node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+        self.node.voters()
     }
 
     /// Adds the node as a learner, waits until it has caught up, then makes it a voter.

@@ -2,10 +2,8 @@
 //! read-index: the chaos suite's checkers compare what every node holds at the end of a
 //! run (histories identical on all replicas). Not for clients: it may be stale.
 
-use endure_engine::StateView;
 use endure_proto::endure::internal::{LocalInstance, LocalStateReply, LocalStateRequest};
 use endure_raft::node::Node;
-use endure_storage::Store;
 use prost::Message as _;
 use tonic::Status;
 
@@ -25,13 +23,7 @@ pub fn local_state(node: &Node, request: &LocalStateRequest) -> Result<LocalStat
         }
         n => n,
     };
-    let applied_index = node
-        .raft
-        .metrics()
-        .borrow()
-        .last_applied
-        .map(|id| id.index)
-        .unwrap_or(0);
+    let applied_index = node.applied_index();
     let after = Some(request.after_instance_id.as_str()).filter(|a| !a.is_empty());
     // One more than asked for tells whether another page follows.
     let mut records = node

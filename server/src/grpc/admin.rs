@@ -21,75 +21,34 @@ pub struct AdminService {
     pub membership: Membership,
 }
 
-/// This node's Raft metrics as a [`ClusterStatus`].
+/// This node's view of the cluster as a [`ClusterStatus`].
 pub fn cluster_status(node: &Node) -> ClusterStatus {
-    let metrics = node.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-    let members = membership
-        .nodes()
-        .map(|(id, member)| ClusterMember {
-            node_id: *id,
-            address: member.addr.clone(),
-            role: if voters.contains(id) {
-                "voter"
-            } else {
-                "learner"
-            }
-            .to_string(),
-            matched_index: metrics
-                .replication
-                .as_ref()
-                .and_then(|replication| replication.get(id))
-                .map(|matched| matched.map(|log_id| log_id.index).unwrap_or(0)),
+    let status = node.status();
+    let members = status
+        .members
+        .iter()
+        .map(|member| ClusterMember {
+            node_id: member.node_id,
+            address: member.address.clone(),
+            role: if member.voter { "voter" } else { "learner" }.to_string(),
+            matched_index: member.matched_index,
         })
         .collect();
     ClusterStatus {
         node_id: node.node_id,
-        leader_id: metrics.current_leader,
-        term: metrics.current_term,
+        leader_id: status.leader,
+        term: status.term,
         members,
-        last_log_index: metrics.last_log_index.unwrap_or(0),
-        committed_index: committed_index(&metrics, &voters, node.node_id),
-        applied_index: metrics.last_applied.map(|id| id.index).unwrap_or(0),
-        state: format!("{:?}", metrics.state),
-        snapshot_index: metrics.snapshot.map(|id| id.index).unwrap_or(0),
-        purged_index: metrics.purged.map(|id| id.index).unwrap_or(0),
+        last_log_index: status.last_log_index,
+        committed_index: status.committed_index,
+        applied_index: status.applied_index,
+        state: status.role.as_str().to_string(),
+        snapshot_index: status.snapshot_index,
+        purged_index: status.purged_index,
         wall_time: Some(crate::cluster::clock::Clock::now(
             &crate::cluster::clock::SystemClock,
         )),
     }
-}
-
-/// The highest index a majority of voters hold, as the leader sees replication; on other
-/// nodes the applied index (which never passes the committed one) is the best known bound.
-fn committed_index(
-    metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>,
-    voters: &std::collections::BTreeSet<u64>,
-    node_id: u64,
-) -> u64 {
-    let applied = metrics.last_applied.map(|id| id.index).unwrap_or(0);
-    let Some(replication) = &metrics.replication else {
-        return applied;
-    };
-    let mut matched: Vec<u64> = voters
-        .iter()
-        .map(|id| {
-            if *id == node_id {
-                metrics.last_log_index.unwrap_or(0)
-            } else {
-                replication
-                    .get(id)
-                    .copied()
-                    .flatten()
-                    .map(|log_id| log_id.index)
-                    .unwrap_or(0)
-            }
-        })
-        .collect();
-    matched.sort_unstable_by(|a, b| b.cmp(a));
-    let quorum = voters.len() / 2;
-    matched.get(quorum).copied().unwrap_or(0).max(applied)
 }
 
 #[tonic::async_trait]

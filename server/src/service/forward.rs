@@ -78,30 +78,21 @@ impl Forwarder {
     }
 
     fn leader(&self) -> Result<Option<Leader>, Error> {
-        let (leader, address) = {
-            let metrics = self.node.raft.metrics();
-            let metrics = metrics.borrow();
-            let Some(leader) = metrics.current_leader else {
-                return Err(Error::unavailable(
-                    "no Raft leader is known right now; retry shortly",
-                ));
-            };
-            let address = metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone());
-            (leader, address)
+        let Some(leader) = self.node.leader() else {
+            return Err(Error::unavailable(
+                "no Raft leader is known right now; retry shortly",
+            ));
         };
         if leader == self.node.node_id {
             return Ok(None);
         }
-        let address = address.ok_or_else(|| {
-            Error::unavailable(format!(
+        let Some((leader, address)) = self.node.leader_address().filter(|(id, _)| *id == leader)
+        else {
+            return Err(Error::unavailable(format!(
                 "the leader is node {leader}, whose address is not known; retry"
-            ))
-        })?;
-        let channel = self.channel(leader, self.node.routes.resolve(leader, &address))?;
+            )));
+        };
+        let channel = self.channel(leader, &address)?;
         Ok(Some(Leader {
             node_id: leader,
             taskhub: TaskHubSidecarServiceClient::new(channel.clone())
@@ -125,15 +116,7 @@ impl Forwarder {
 
     /// Returns once the known leader is no longer `leader` (another, or none).
     async fn leadership_moved(&self, leader: u64) {
-        let mut metrics = self.node.raft.metrics();
-        loop {
-            if metrics.borrow().current_leader != Some(leader) {
-                return;
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
+        self.node.watch().leader_moved_from(leader).await
     }
 }
 

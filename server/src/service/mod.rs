@@ -110,7 +110,7 @@ impl Workflows {
         if *self.shutdown.borrow() {
             return Some("the node is shutting down");
         }
-        match self.node.raft.metrics().borrow().current_leader {
+        match self.node.leader() {
             None => Some("no Raft leader is known to this node yet"),
             Some(leader) if leader == self.node.node_id && self.leading.borrow().is_none() => {
                 Some("this node was elected leader and is starting its services")

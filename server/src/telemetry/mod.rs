@@ -9,7 +9,6 @@ use std::time::Duration;
 use endure_engine::Effect;
 use endure_proto::OrchestrationStatus;
 use endure_raft::node::Node;
-use endure_storage::Store;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::broadcast::error::RecvError;
