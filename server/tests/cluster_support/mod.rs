@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/readyz.rs"]
+mod readyz;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -226,7 +229,10 @@ impl Cluster {
         loop {
             for &index in alive {
                 if let Ok(status) = self.status(index).await {
-                    if status.state == "Leader" && status.leader_id == Some(status.node_id) {
+                    let leads =
+                        status.state == "Leader" && status.leader_id == Some(status.node_id);
+                    // Serving, too: its time line fixed and its dispatcher running.
+                    if leads && readyz::readyz(self.nodes[index].http_port) {
                         return index;
                     }
                 }
