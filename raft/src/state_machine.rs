@@ -4,6 +4,10 @@
 //! Effects of applied commands are published on a bounded broadcast channel; the leader's
 //! dispatcher and waiting clients listen. A listener that falls behind re-reads the tables.
 
+// openraft's storage traits return its `StorageError` (over 200 bytes); the helpers here
+// return it too rather than box it only to unbox it at the trait boundary.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -68,16 +72,16 @@ impl Shared {
     }
 }
 
-/// The snapshot being served: its meta and its bytes.
-type StoredSnapshot = (SnapshotMeta, Vec<u8>);
-
 /// The state machine over a [`Store`].
 pub struct StateMachine<S: Store> {
     store: Arc<S>,
     shared: Arc<Shared>,
     meta: AppliedMeta,
-    current_snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    current_snapshot: Arc<Mutex<Option<CurrentSnapshot>>>,
 }
+
+/// The last snapshot built or installed: its meta and its bytes.
+type CurrentSnapshot = (SnapshotMeta, Vec<u8>);
 
 fn io_error(error: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::write_state_machine(&std::io::Error::other(error.to_string())).into()

@@ -23,6 +23,7 @@ fn build_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 /// A log store on a fresh temporary DB opened as a node opens it (state machine and log
 /// column families), and the RocksStore on the same DB; the guard deletes it.
+#[allow(clippy::result_large_err)] // StoreBuilder::build returns openraft's StorageError.
 fn open(dir: &TempDir) -> Result<(LogStore, RocksStore), StorageError<NodeId>> {
     let db = open_db(dir.path(), &LOG_COLUMN_FAMILIES).map_err(build_error)?;
     let log = LogStore::new(db.clone()).map_err(build_error)?;

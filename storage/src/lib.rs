@@ -8,7 +8,7 @@
 //! - [`memory`]: the in-memory store.
 //! - [`snapshot`]: the snapshot format both stores export and import ([`snapshot::Dump`]),
 //!   with the named tables ([`snapshot::Table`]) and the applied meta's key.
-//! - [`error`]: the crate's error type, [`Error`].
+//! - [`error`]: the one error type, [`Error`].
 
 pub mod error;
 pub mod keys;

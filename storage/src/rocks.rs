@@ -45,8 +45,8 @@ pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, Error> {
     Ok(Arc::new(DB::open_cf_descriptors(&options, path, families)?))
 }
 
-/// A key and its value, as read by a scan.
-type Row = (Vec<u8>, Vec<u8>);
+/// Raw `(key, value)` rows of one table, in key order.
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The state machine's tables in a shared RocksDB handle.
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl RocksStore {
 
     /// The rows of one instance in `table`, in key order; [`Error::TooManyRows`] rather
     /// than a part of them when there are more than [`MAX_SCAN_ROWS`].
-    fn scan_instance(&self, table: &'static str, instance_id: &str) -> Result<Vec<Row>, Error> {
+    fn scan_instance(&self, table: &'static str, instance_id: &str) -> Result<Rows, Error> {
         let prefix = keys::instance(instance_id);
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(prefix_end(&prefix));
@@ -207,10 +207,7 @@ impl StateView for RocksStore {
     }
 }
 
-fn sequenced_rows(
-    rows: Vec<(Vec<u8>, Vec<u8>)>,
-    table: &'static str,
-) -> Result<Vec<(u64, HistoryEvent)>, Error> {
+fn sequenced_rows(rows: Rows, table: &'static str) -> Result<Vec<(u64, HistoryEvent)>, Error> {
     rows.into_iter()
         .map(|(key, value)| {
             let (_, rest) = keys::parse_instance(&key).ok_or_else(|| corrupt_key(table))?;
