@@ -110,6 +110,14 @@ impl Harness {
         applied.effects
     }
 
+    /// Starts `instance_id` and answers its first turn with one activity, `act`; the
+    /// activity then goes to `worker`.
+    fn schedule_activity(&mut self, instance_id: &str, worker: &Queue) {
+        self.start(instance_id);
+        let turn = worker.take().remove(0);
+        self.answer_turn(&turn, vec![schedule("act")]);
+    }
+
     fn start(&mut self, instance_id: &str) -> Vec<Action> {
         let effects = self.apply(Kind::StartInstance(StartInstance {
             instance_id: instance_id.to_string(),
@@ -329,9 +337,7 @@ fn an_activity_answer_without_a_token_matches_its_in_flight_dispatch() {
     let mut h = Harness::new();
     let worker = Queue::default();
     h.connect(1, &worker);
-    h.start("i1");
-    let turn = worker.take().remove(0);
-    h.answer_turn(&turn, vec![schedule("act")]);
+    h.schedule_activity("i1", &worker);
     let activity = worker.take().remove(0);
     assert_eq!(activity_of(&activity).name, "act");
     let command = h
@@ -353,9 +359,7 @@ fn after_a_restart_old_tokens_do_not_match_new_dispatches() {
     let mut h = Harness::new();
     let worker = Queue::default();
     h.connect(1, &worker);
-    h.start("i1");
-    let turn = worker.take().remove(0);
-    h.answer_turn(&turn, vec![schedule("act")]);
+    h.schedule_activity("i1", &worker);
     h.start("i2");
     let mut items = worker.take();
     let old_turn = items.pop().unwrap();
@@ -415,9 +419,7 @@ fn an_unanswered_activity_is_redelivered_only_after_its_long_timeout() {
     let mut h = Harness::new();
     let worker = Queue::default();
     h.connect(1, &worker);
-    h.start("i1");
-    let turn = worker.take().remove(0);
-    h.answer_turn(&turn, vec![schedule("act")]);
+    h.schedule_activity("i1", &worker);
     let first = worker.take().remove(0);
     h.advance(TURN_REDELIVERY_AFTER * 2);
     h.tick();
