@@ -12,7 +12,7 @@
 //! - [`lifecycle`]: start, raise event, terminate, suspend/resume, purge, rerun.
 //! - [`turn`]: applying a worker's answer to a turn (the actions of `OrchestratorResponse`).
 //! - [`activity`] and [`timers`]: activity results and due timers.
-//! - [`dispatch`]: building the work items (turns and activity requests) from the tables.
+//! - [`work_items`]: building the work items (turns and activity requests) from the tables.
 //! - [`query`]: the client-facing view of an instance (`OrchestrationState`).
 //! - [`memory`]: the tables in ordered maps, for tests.
 //! - [`ids`] and [`time`]: deterministic ID derivation and timestamp arithmetic.
@@ -20,7 +20,6 @@
 pub mod activity;
 pub mod apply;
 pub mod continue_as_new;
-pub mod dispatch;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
@@ -30,6 +29,7 @@ pub mod time;
 pub mod timers;
 pub mod turn;
 pub mod view;
+pub mod work_items;
 
 #[cfg(test)]
 mod scenarios;

@@ -10,10 +10,10 @@ use endure_proto::{
 };
 use prost_types::Timestamp;
 
-use crate::dispatch::{self, Turn};
 use crate::memory::MemoryTables;
 use crate::records::command::Kind;
 use crate::records::*;
+use crate::work_items::{self, Turn};
 use crate::{apply, Applied, Effect, EntryMeta, Outcome, RejectionCode};
 
 struct Harness {
@@ -88,7 +88,7 @@ impl Harness {
         let record = self.tables.instances.get(id)?;
         let history = crate::StateView::history(&self.tables, id).unwrap();
         let inbox = crate::StateView::inbox(&self.tables, id).unwrap();
-        dispatch::build_turn(record, history, inbox, ts(self.now_secs))
+        work_items::build_turn(record, history, inbox, ts(self.now_secs))
     }
 
     /// Dispatches the next turn and answers it with `actions`.
@@ -103,7 +103,9 @@ impl Harness {
             actions,
             ..Default::default()
         };
-        self.outcome(Kind::CompleteTurn(dispatch::complete_turn(turn, response)))
+        self.outcome(Kind::CompleteTurn(work_items::complete_turn(
+            turn, response,
+        )))
     }
 
     fn complete_activity(&mut self, id: &str, task_id: i32, result: &str) -> Outcome {
@@ -495,7 +497,9 @@ fn version_is_persisted_and_version_not_available_stalls() {
         }),
         ..Default::default()
     };
-    h.outcome(Kind::CompleteTurn(dispatch::complete_turn(&turn, response)));
+    h.outcome(Kind::CompleteTurn(work_items::complete_turn(
+        &turn, response,
+    )));
     assert_eq!(h.status("wf"), OrchestrationStatus::Stalled);
     let history = crate::StateView::history(&h.tables, "wf").unwrap();
     let Some(EventType::OrchestratorStarted(started)) = &history[0].event_type else {
@@ -554,7 +558,9 @@ fn status_transitions_are_reported_as_effects() {
         instance_id: "wf".into(),
         ..Default::default()
     };
-    let applied = h.run(Kind::CompleteTurn(dispatch::complete_turn(&turn, response)));
+    let applied = h.run(Kind::CompleteTurn(work_items::complete_turn(
+        &turn, response,
+    )));
     let transitions: Vec<_> = applied
         .effects
         .iter()

@@ -1,5 +1,6 @@
-//! Building work items from the tables: the next turn of an instance and the request of a
-//! pending activity. Pure: the dispatcher reads the rows and the clock and calls these.
+//! Building the work items a worker is sent, from the tables: the next turn of an instance
+//! and the request of a pending activity, plus the command that records a worker's answer
+//! to a turn. Pure: the dispatcher reads the rows and the clock and calls these.
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
