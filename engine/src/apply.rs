@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use crate::records::command::Kind;
 use crate::records::Command;
 use crate::view::{StateView, Tx, Write};
-use crate::{activity, lifecycle, timers, turn, Error};
+use crate::{activity, complete_turn, lifecycle, timers, Error};
 
 /// What the log entry tells the state machine besides the command itself.
 #[derive(Clone, Debug, Default)]
@@ -108,7 +108,7 @@ pub fn apply(view: &dyn StateView, command: &Command, meta: &EntryMeta) -> Resul
         Some(Kind::Suspend(suspend)) => lifecycle::suspend::suspend(&mut tx, &ctx, suspend)?,
         Some(Kind::Resume(resume)) => lifecycle::suspend::resume(&mut tx, &ctx, resume)?,
         Some(Kind::Purge(purge)) => lifecycle::purge::apply(&mut tx, purge)?,
-        Some(Kind::CompleteTurn(done)) => turn::apply(&mut tx, &ctx, done)?,
+        Some(Kind::CompleteTurn(done)) => complete_turn::apply(&mut tx, &ctx, done)?,
         Some(Kind::CompleteActivity(done)) => activity::apply(&mut tx, &ctx, done)?,
         Some(Kind::FireTimers(fire)) => timers::apply(&mut tx, &ctx, fire)?,
         // Cluster membership bookkeeping: the Raft adapter records it; no workflow state.

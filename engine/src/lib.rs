@@ -10,7 +10,8 @@
 //!   the transaction overlay that lets one apply read its own writes.
 //! - [`apply`]: the entry point; routes each command to its handler.
 //! - [`lifecycle`]: start, raise event, terminate, suspend/resume, purge, rerun.
-//! - [`turn`]: applying a worker's answer to a turn (the actions of `OrchestratorResponse`).
+//! - `complete_turn`: applying a worker's answer to a turn: the fence, the event prologue
+//!   and one file per action of `OrchestratorResponse` (continue-as-new among them).
 //! - [`activity`] and [`timers`]: activity results and due timers.
 //! - [`work_items`]: building the work items (turns and activity requests) from the tables.
 //! - [`query`]: the client-facing view of an instance (`OrchestrationState`).
@@ -19,7 +20,7 @@
 
 pub mod activity;
 pub mod apply;
-pub mod continue_as_new;
+pub mod complete_turn;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
@@ -27,7 +28,6 @@ pub mod memory;
 pub mod query;
 pub mod time;
 pub mod timers;
-pub mod turn;
 pub mod view;
 pub mod work_items;
 

@@ -14,7 +14,7 @@ use crate::Error;
 
 /// Replaces the run. The new run's ExecutionStarted, then the carryover events, then the
 /// unconsumed inbox form the next turn's newEvents (pastEvents is empty).
-pub fn apply(
+pub(super) fn apply(
     tx: &mut Tx<'_>,
     ctx: &Ctx,
     mut record: InstanceRecord,
