@@ -19,7 +19,9 @@ pub const MAX_NEW_EVENTS_PER_TURN: usize = 10_000;
 /// A turn ready to send, with the fence its completion must match.
 #[derive(Clone, Debug)]
 pub struct Turn {
+    /// What the worker is sent: the history and the new events.
     pub request: OrchestratorRequest,
+    /// The run the turn belongs to (the fence's first check).
     pub execution_id: String,
     /// History length the turn was built on.
     pub history_len: u64,

@@ -1,13 +1,14 @@
 //! Lifecycle transitions of an instance, one file per client command, plus the pieces
-//! several of them share (creating a run, finishing a run, telling the parent).
+//! several of them share (creating a run, finishing a run, telling the parent). Public only
+//! for [`is_terminal`], the rule other crates need; the transitions are crate-internal.
 
-pub mod purge;
-pub mod raise;
-pub mod rerun;
-pub mod stall;
-pub mod start;
-pub mod suspend;
-pub mod terminate;
+pub(crate) mod purge;
+pub(crate) mod raise;
+pub(crate) mod rerun;
+pub(crate) mod stall;
+pub(crate) mod start;
+pub(crate) mod suspend;
+pub(crate) mod terminate;
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
@@ -34,7 +35,7 @@ pub fn is_terminal(status: i32) -> bool {
 }
 
 /// A history event that no action created (eventId -1), stamped with `at`.
-pub fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
+pub(crate) fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
     HistoryEvent {
         event_id: -1,
         timestamp: Some(at),
@@ -44,17 +45,17 @@ pub fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
 }
 
 /// How a run ended.
-pub struct Ending {
-    pub status: OrchestrationStatus,
-    pub output: Option<String>,
-    pub failure: Option<TaskFailureDetails>,
+pub(crate) struct Ending {
+    pub(crate) status: OrchestrationStatus,
+    pub(crate) output: Option<String>,
+    pub(crate) failure: Option<TaskFailureDetails>,
     /// Id of the completion action, or -1 when the engine ended the run itself.
-    pub event_id: i32,
+    pub(crate) event_id: i32,
 }
 
 /// Ends the current run: records ExecutionCompleted, drops pending work and the inbox,
 /// stores the record and tells the parent, if any.
-pub fn finish_run(
+pub(crate) fn finish_run(
     tx: &mut Tx<'_>,
     ctx: &Ctx,
     record: &mut InstanceRecord,
