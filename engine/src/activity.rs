@@ -8,16 +8,13 @@ use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::lifecycle::{event, is_terminal};
 use crate::records::CompleteActivity;
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, done: &CompleteActivity) -> Result<Outcome, Error> {
     let unknown = || {
         Outcome::Rejected(Rejection::new(
             RejectionCode::Stale,
-            format!(
-                "unknown instance ID/task ID combo: {}/{}",
-                done.instance_id, done.task_id
-            ),
+            protocol_text::unknown_task(&done.instance_id, done.task_id),
         ))
     };
     let Some(mut record) = tx.instance(&done.instance_id)? else {

@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use crate::records::command::Kind;
 use crate::records::Command;
 use crate::view::{StateView, Tx, Write};
-use crate::{activity, complete_turn, lifecycle, timers, Error};
+use crate::{activity, complete_turn, lifecycle, protocol_text, timers, Error};
 
 /// What the log entry tells the state machine besides the command itself.
 #[derive(Clone, Debug, Default)]
@@ -87,7 +87,7 @@ impl Rejection {
     pub fn no_such_instance(instance_id: &str) -> Self {
         Rejection::new(
             RejectionCode::NotFound,
-            format!("no such instance exists: '{instance_id}'"),
+            protocol_text::no_such_instance(instance_id),
         )
     }
 }

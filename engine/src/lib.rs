@@ -19,6 +19,8 @@
 //! - [`work_items`]: the other direction: building from the tables the turns and activity
 //!   requests workers are sent, and the command that records a turn's answer.
 //! - [`query`]: the client-facing view of an instance (`OrchestrationState`).
+//! - [`protocol_text`]: the refusal texts and failure types the SDKs and Dapr clients
+//!   match on, in one place.
 //! - [`memory`]: the tables in ordered maps, for tests and snapshots.
 //! - [`time`] and `ids`: timestamp arithmetic and deterministic ID derivation.
 //! - `error`: the crate's [`Error`] (only storage reads fail; refusals are outcomes).
@@ -32,6 +34,7 @@ mod error;
 mod ids;
 pub mod lifecycle;
 pub mod memory;
+pub mod protocol_text;
 pub mod query;
 pub mod time;
 mod timers;

@@ -35,7 +35,7 @@ pub struct Turn {
 /// start, with events waiting.
 pub fn is_ready(record: &InstanceRecord) -> bool {
     !is_terminal(record.status)
-        && record.status != OrchestrationStatus::Suspended as i32
+        && record.status() != OrchestrationStatus::Suspended
         && record.scheduled_start.is_none()
         && !record.payload_stalled
         && record.inbox_len > 0

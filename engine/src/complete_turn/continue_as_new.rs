@@ -39,7 +39,7 @@ pub(super) fn apply(
     if let Some(version) = &complete.new_version {
         record.version = Some(version.clone());
     }
-    record.status = OrchestrationStatus::Running as i32;
+    record.set_status(OrchestrationStatus::Running);
     record.last_updated_at = Some(ctx.now);
     let spec = NewInstance {
         instance_id: record.instance_id.clone(),

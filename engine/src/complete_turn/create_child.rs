@@ -14,7 +14,7 @@ use crate::lifecycle::event;
 use crate::lifecycle::start::{self, NewInstance};
 use crate::records::InstanceRecord;
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub(super) fn apply(
     tx: &mut Tx<'_>,
@@ -92,7 +92,7 @@ fn fail_at_once(
     let failed = SubOrchestrationInstanceFailedEvent {
         task_scheduled_id: action.id,
         failure_details: Some(TaskFailureDetails {
-            error_type: "ChildWorkflowCreationFailed".into(),
+            error_type: protocol_text::CHILD_CREATION_FAILED.into(),
             error_message: message,
             ..Default::default()
         }),

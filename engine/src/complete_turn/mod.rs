@@ -27,7 +27,7 @@ use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::lifecycle::{event, is_terminal};
 use crate::records::{CompleteTurn, InstanceRecord};
 use crate::view::Tx;
-use crate::{time, Error};
+use crate::{protocol_text, time, Error};
 
 pub(crate) fn apply(tx: &mut Tx<'_>, ctx: &Ctx, done: &CompleteTurn) -> Result<Outcome, Error> {
     let mut record = match fenced(tx, done)? {
@@ -81,7 +81,7 @@ fn fenced(tx: &Tx<'_>, done: &CompleteTurn) -> Result<Result<InstanceRecord, Rej
     let Some(record) = tx.instance(&done.instance_id)? else {
         return Ok(Err(Rejection::new(
             RejectionCode::NotFound,
-            format!("unknown instance ID: {}", done.instance_id),
+            protocol_text::unknown_instance(&done.instance_id),
         )));
     };
     let reason = if record.execution_id != done.execution_id {

@@ -12,7 +12,7 @@ use crate::view::Tx;
 
 pub(super) fn apply(tx: &mut Tx<'_>, ctx: &Ctx, record: &mut InstanceRecord) {
     let stalled = ExecutionStalledEvent {
-        reason: StalledReason::VersionNotAvailable as i32,
+        reason: StalledReason::VersionNotAvailable.into(),
         description: Some(
             "the worker has no version of this workflow that fits its history".into(),
         ),

@@ -6,7 +6,7 @@
 use endure_proto::history_event::EventType;
 use endure_proto::{HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 
-use super::is_terminal;
+use super::{is_terminal, NO_ACTION_EVENT_ID};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::{ActivityRecord, InstanceRecord, Rerun, TimerKey};
 use crate::view::Tx;
@@ -85,7 +85,7 @@ fn create(
         instance_id: rerun.new_instance_id.clone(),
         name: source.name.clone(),
         execution_id: execution_id.clone(),
-        status: OrchestrationStatus::Pending as i32,
+        status: OrchestrationStatus::Pending.into(),
         created_at: Some(ctx.now),
         last_updated_at: Some(ctx.now),
         input: if rerun.overwrite_input {
@@ -113,12 +113,15 @@ fn create(
         .iter()
         .position(|e| matches!(e.event_type, Some(EventType::OrchestratorStarted(_))))
         .unwrap_or(turn.len());
-    for trigger in turn[..end].iter().filter(|e| e.event_id == -1) {
+    for trigger in turn[..end]
+        .iter()
+        .filter(|e| e.event_id == NO_ACTION_EVENT_ID)
+    {
         tx.push_inbox(&mut record, rewrite(trigger));
     }
     restore_pending(tx, &mut record, &history[..cut], &turn[..end]);
     if record.history_len > 0 {
-        record.status = OrchestrationStatus::Running as i32;
+        record.set_status(OrchestrationStatus::Running);
     }
     tx.put_instance(&record);
     Ok(())
