@@ -41,9 +41,6 @@ mod timers;
 mod view;
 pub mod work_items;
 
-#[cfg(test)]
-mod scenarios;
-
 pub use apply::{apply, Applied, Effect, EntryMeta, Outcome, Rejection, RejectionCode};
 /// The replicated commands and stored records (`endure.internal` protobuf messages).
 pub use endure_proto::endure::internal as records;

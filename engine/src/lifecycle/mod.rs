@@ -73,10 +73,9 @@ pub(crate) fn finish_run(
     let mut completed = event(
         ctx.now,
         EventType::ExecutionCompleted(ExecutionCompletedEvent {
-            orchestration_status: ending.status.into(),
+            orchestration_status: ending.status as i32,
             result: ending.output,
             failure_details: ending.failure,
-            ..Default::default()
         }),
     );
     completed.event_id = ending.event_id;
