@@ -2,13 +2,17 @@
 //!
 //! Most scenarios are text files in `tests/scenarios/*.txt`, run by [`runner`] (see there
 //! for the commands; `ENDURE_REWRITE_SCENARIOS=1` rewrites their expected output). The
-//! few Rust tests below check what a file does not show: timestamps.
+//! few Rust tests below check what a file does not show: timestamps and
+//! invariants.
 
 #[path = "scenarios/harness.rs"]
 mod harness;
 #[path = "scenarios/runner.rs"]
 mod runner;
 
+use endure_engine::records::command::Kind;
+use endure_engine::records::{ActivityRecord, CompleteActivity};
+use endure_engine::Error;
 use endure_proto::orchestrator_action::OrchestratorActionType as Action;
 use endure_proto::{CreateTimerAction, OrchestratorAction};
 
@@ -87,4 +91,27 @@ fn orchestrator_started_times_strictly_increase_even_when_the_clock_does_not() {
         first.nanos + 1_000,
         "one microsecond later"
     );
+}
+
+/// Every path that gives an instance a new run drops the old run's activity rows, so a
+/// row of another run under the current one is corrupt state, not a stale result.
+#[test]
+fn an_activity_row_of_another_run_is_corruption() {
+    let mut h = Harness::default();
+    h.start("wf", "W", None);
+    let execution_id = h.record("wf").execution_id;
+    let row = ActivityRecord {
+        name: "A".into(),
+        execution_id: "an-older-run".into(),
+        ..Default::default()
+    };
+    h.tables.activities.insert(("wf".into(), 1), row);
+    let applied = h.try_run(Kind::CompleteActivity(CompleteActivity {
+        instance_id: "wf".into(),
+        execution_id,
+        task_id: 1,
+        result: None,
+        failure_details: None,
+    }));
+    assert!(matches!(applied, Err(Error::Corruption(_))), "{applied:?}");
 }

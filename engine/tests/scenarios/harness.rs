@@ -8,7 +8,7 @@ use endure_engine::memory::MemoryTables;
 use endure_engine::records::command::Kind;
 use endure_engine::records::{FireTimers, InstanceRecord, StartInstance};
 use endure_engine::work_items::{self, Turn};
-use endure_engine::{apply, Applied, Command, Effect, EntryMeta, Outcome, StateView};
+use endure_engine::{apply, Applied, Command, Effect, EntryMeta, Error, Outcome, StateView};
 use endure_proto::history_event::EventType;
 use endure_proto::{
     HistoryEvent, OrchestrationStatus, OrchestratorAction, OrchestratorResponse, StalledReason,
@@ -54,6 +54,11 @@ impl Default for Harness {
 impl Harness {
     /// Applies one command as the next log entry and commits its writes.
     pub fn run(&mut self, kind: Kind) -> Applied {
+        self.try_run(kind).expect("apply succeeds")
+    }
+
+    /// Applies one command; an error (corrupt state) commits nothing.
+    pub fn try_run(&mut self, kind: Kind) -> Result<Applied, Error> {
         self.index += 1;
         self.now_secs += 1;
         let command = Command {
@@ -64,10 +69,10 @@ impl Harness {
         let meta = EntryMeta {
             log_index: self.index,
         };
-        let applied = apply(&self.tables, &command, &meta).expect("apply reads the tables");
+        let applied = apply(&self.tables, &command, &meta)?;
         self.tables.commit(&applied.writes);
         self.note_runs();
-        applied
+        Ok(applied)
     }
 
     /// Applies one command; only its outcome.
@@ -344,6 +349,14 @@ pub fn render_effect(effect: &Effect) -> String {
         ),
     };
     format!("effect {what}")
+}
+
+/// What applying one command did: the outcome, then its effects; or the error.
+pub fn render_result(result: &Result<Applied, Error>) -> Vec<String> {
+    match result {
+        Ok(applied) => render_applied(applied),
+        Err(error) => vec![format!("error: {error}")],
+    }
 }
 
 /// What applying one command did: the outcome, then its effects.

@@ -315,7 +315,7 @@ impl Session {
             "state" => return render_state(h, &args.word(1)),
             other => panic!("unknown command {other}"),
         };
-        harness::render_applied(&h.run(kind))
+        harness::render_result(&h.try_run(kind))
     }
 }
 
