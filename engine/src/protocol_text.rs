@@ -17,6 +17,17 @@ pub fn already_exists(instance_id: &str) -> String {
     )
 }
 
+/// A rerun whose source instance does not exist: Dapr's wording for this call, which the
+/// server's API tests match.
+pub fn no_such_workflow(instance_id: &str) -> String {
+    format!("workflow instance does not exist with ID '{instance_id}'")
+}
+
+/// A rerun whose new instance ID is taken (clients match "already exists").
+pub fn id_taken(instance_id: &str) -> String {
+    format!("an instance with ID '{instance_id}' already exists")
+}
+
 /// Purging an instance that has not ended. Dapr's purge error ends with "orchestration has
 /// not yet completed", which the SDK tests and the HTTP mapping match.
 pub fn not_yet_completed(instance_id: &str) -> String {

@@ -10,16 +10,13 @@ use super::{is_terminal, NO_ACTION_EVENT_ID};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::{ActivityRecord, InstanceRecord, Rerun, TimerKey};
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, rerun: &Rerun) -> Result<Outcome, Error> {
     let reject = |code, message: String| Ok(Outcome::Rejected(Rejection::new(code, message)));
     let Some(source) = tx.instance(&rerun.source_instance_id)? else {
         let id = &rerun.source_instance_id;
-        return reject(
-            RejectionCode::NotFound,
-            format!("workflow instance does not exist with ID '{id}'"),
-        );
+        return reject(RejectionCode::NotFound, protocol_text::no_such_workflow(id));
     };
     if !is_terminal(source.status) || source.parent.is_some() {
         return reject(
@@ -31,13 +28,8 @@ pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, rerun: &Rerun) -> Result<Outcome, Error
         );
     }
     if tx.instance(&rerun.new_instance_id)?.is_some() {
-        return reject(
-            RejectionCode::AlreadyExists,
-            format!(
-                "an instance with ID '{}' already exists",
-                rerun.new_instance_id
-            ),
-        );
+        let id = &rerun.new_instance_id;
+        return reject(RejectionCode::AlreadyExists, protocol_text::id_taken(id));
     }
     let history = tx.history(&source.instance_id)?;
     let Some(cut) = turn_start_of(&history, rerun.event_id) else {
