@@ -5,6 +5,8 @@
 //! few Rust tests below check what a file does not show: timestamps and
 //! invariants.
 
+#[path = "scenarios/answers.rs"]
+mod answers;
 #[path = "scenarios/harness.rs"]
 mod harness;
 #[path = "scenarios/runner.rs"]

@@ -41,15 +41,9 @@ use endure_engine::records::{
     Suspend, Terminate,
 };
 use endure_engine::work_items::Turn;
-use endure_proto::orchestrator_action::OrchestratorActionType as Action;
-use endure_proto::{
-    CompleteOrchestrationAction, CreateDetachedWorkflowAction, CreateSubOrchestrationAction,
-    CreateTimerAction, OrchestrationInstance, OrchestrationVersion, OrchestratorAction,
-    OrchestratorResponse, ScheduleTaskAction, SendEventAction, TaskFailureDetails,
-    TerminateOrchestrationAction,
-};
 
-use super::harness::{self, ts, Harness, NEVER};
+use super::answers::{failure, response};
+use super::harness::{self, ts, Harness};
 
 /// The folder of the scenario files.
 pub fn folder() -> PathBuf {
@@ -148,13 +142,14 @@ pub fn run_file(name: &str) {
 }
 
 /// Positional words and `key=value` options of one line.
-struct Args {
+pub struct Args {
     words: Vec<String>,
     options: HashMap<String, String>,
 }
 
 impl Args {
-    fn of(line: &str) -> Args {
+    /// Splits a line into words and options.
+    pub fn of(line: &str) -> Args {
         let mut words = Vec::new();
         let mut options = HashMap::new();
         for token in line.split_whitespace() {
@@ -168,22 +163,26 @@ impl Args {
         Args { words, options }
     }
 
-    fn word(&self, i: usize) -> String {
+    /// The `i`-th word; panics if there is none.
+    pub fn word(&self, i: usize) -> String {
         self.words
             .get(i)
             .cloned()
             .unwrap_or_else(|| panic!("missing argument {i} in {:?}", self.words))
     }
 
-    fn number(&self, i: usize) -> i32 {
+    /// The `i`-th word as a number.
+    pub fn number(&self, i: usize) -> i32 {
         self.word(i).parse().expect("a number")
     }
 
-    fn option(&self, key: &str) -> Option<String> {
+    /// The value of `key=...`, if given.
+    pub fn option(&self, key: &str) -> Option<String> {
         self.options.get(key).cloned()
     }
 
-    fn flag(&self, name: &str) -> bool {
+    /// Whether the bare word `name` is given.
+    pub fn flag(&self, name: &str) -> bool {
         self.words.iter().any(|w| w == name)
     }
 }
@@ -379,90 +378,4 @@ fn render_state(h: &Harness, id: &str) -> Vec<String> {
         lines.push(format!("children {}", record.children.join(" ")));
     }
     lines
-}
-
-fn failure(error_type: String) -> TaskFailureDetails {
-    TaskFailureDetails {
-        error_message: format!("{error_type} raised"),
-        error_type,
-        ..Default::default()
-    }
-}
-
-/// The worker's answer: one action per input line (and the `version` line).
-fn response(turn: &Turn, input: &[String], now_secs: i64) -> OrchestratorResponse {
-    let mut response = OrchestratorResponse {
-        instance_id: turn.request.instance_id.clone(),
-        ..Default::default()
-    };
-    for line in input {
-        let args = Args::of(line);
-        if args.word(0) == "version" {
-            response.version = Some(OrchestrationVersion {
-                name: Some(args.word(1)),
-                patches: args.word(2).split(',').map(str::to_string).collect(),
-            });
-            continue;
-        }
-        response.actions.push(OrchestratorAction {
-            id: args.number(1),
-            orchestrator_action_type: Some(action(&args, now_secs)),
-            ..Default::default()
-        });
-    }
-    response
-}
-
-/// One action; `timer ... in=S` is due S seconds after `now_secs`.
-fn action(args: &Args, now_secs: i64) -> Action {
-    match args.word(0).as_str() {
-        "schedule" => Action::ScheduleTask(ScheduleTaskAction {
-            name: args.word(2),
-            input: args.option("input"),
-            ..Default::default()
-        }),
-        "timer" => Action::CreateTimer(CreateTimerAction {
-            fire_at: Some(match args.option("in").as_deref() {
-                Some("never") | None => NEVER,
-                Some(seconds) => ts(now_secs + seconds.parse::<i64>().expect("seconds")),
-            }),
-            ..Default::default()
-        }),
-        "child" => Action::CreateSubOrchestration(CreateSubOrchestrationAction {
-            instance_id: Some(args.word(2))
-                .filter(|id| id != "-")
-                .unwrap_or_default(),
-            name: args.option("name").unwrap_or_else(|| "Child".into()),
-            input: args.option("input"),
-            ..Default::default()
-        }),
-        "send" => Action::SendEvent(SendEventAction {
-            instance: Some(OrchestrationInstance {
-                instance_id: args.word(2),
-                execution_id: None,
-            }),
-            name: args.word(3),
-            data: args.option("input"),
-        }),
-        "complete" => Action::CompleteOrchestration(CompleteOrchestrationAction {
-            orchestration_status: harness::parse_status(&args.word(2))
-                .map_or(-1, |status| status.into()),
-            result: args.option("result"),
-            failure_details: args.option("failure").map(failure),
-            ..Default::default()
-        }),
-        "terminate" => Action::TerminateOrchestration(TerminateOrchestrationAction {
-            instance_id: args.word(2),
-            reason: args.option("output"),
-            recurse: args.flag("recursive"),
-        }),
-        "version-not-available" => Action::OrchestratorVersionNotAvailable(Default::default()),
-        "detached" => Action::CreateDetachedWorkflow(CreateDetachedWorkflowAction {
-            instance_id: args.word(2),
-            name: args.word(3),
-            input: args.option("input"),
-            ..Default::default()
-        }),
-        other => panic!("unknown action {other}"),
-    }
 }
