@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use endure_engine::dispatch::{self, Turn};
 use endure_engine::records::command::Kind;
 use endure_engine::records::{CompleteActivity, CompleteTurn, StallForPayload};
+use endure_engine::work_items::{self as dispatch, Turn};
 use endure_engine::{Effect, StateView};
 use endure_proto::{work_item, ActivityResponse, OrchestratorResponse, WorkItem};
 use endure_storage::rocks::RocksStore;
