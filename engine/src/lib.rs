@@ -5,36 +5,44 @@
 //! replica applies the same commands in the same order and reaches the same state, so
 //! nothing here reads a clock, draws a random number or touches the network.
 //!
-//! Modules:
-//! - [`view`]: the read-only [`StateView`] of the tables, the [`Write`]s apply produces and
-//!   the transaction overlay that lets one apply read its own writes.
-//! - [`apply`]: the entry point; routes each command to its handler.
-//! - [`lifecycle`]: start, raise event, terminate, suspend/resume, purge, rerun.
-//! - [`turn`]: applying a worker's answer to a turn (the actions of `OrchestratorResponse`).
-//! - [`activity`] and [`timers`]: activity results and due timers.
-//! - [`dispatch`]: building the work items (turns and activity requests) from the tables.
+//! Modules, in the order a command meets them (public ones are linked):
+//! - [`apply`]: the entry point; routes each command to its handler and returns the
+//!   writes, the effects and the outcome.
+//! - `view`: the read-only [`StateView`] of the tables, the [`Write`]s apply produces and
+//!   the transaction overlay (`Tx`) through which one apply reads its own writes.
+//! - [`lifecycle`]: client commands, one file each (start, raise event, terminate,
+//!   suspend/resume, purge, rerun, payload stall), and finishing a run.
+//! - `complete_turn`: applying a worker's answer to a turn: the fence, the event prologue,
+//!   then one file per orchestrator action (continue-as-new among them).
+//! - `activity`: applying an activity's result, fenced by the run that scheduled it.
+//! - `timers`: firing due durable timers into the run that armed them.
+//! - [`work_items`]: the other direction: building from the tables the turns and activity
+//!   requests workers are sent, and the command that records a turn's answer.
 //! - [`query`]: the client-facing view of an instance (`OrchestrationState`).
-//! - [`memory`]: the tables in ordered maps, for tests.
-//! - [`ids`] and [`time`]: deterministic ID derivation and timestamp arithmetic.
+//! - [`protocol_text`]: the refusal texts and failure types the SDKs and Dapr clients
+//!   match on, in one place.
+//! - [`memory`]: the tables in ordered maps, for tests and snapshots.
+//! - [`time`] and `ids`: timestamp arithmetic and deterministic ID derivation.
+//! - `error`: the crate's [`Error`] (only storage reads fail; refusals are outcomes).
 
-pub mod activity;
+#![warn(missing_docs)]
+
+mod activity;
 pub mod apply;
-pub mod continue_as_new;
-pub mod dispatch;
-pub mod error;
-pub mod ids;
+mod complete_turn;
+mod error;
+mod ids;
 pub mod lifecycle;
 pub mod memory;
+pub mod protocol_text;
 pub mod query;
 pub mod time;
-pub mod timers;
-pub mod turn;
-pub mod view;
-
-#[cfg(test)]
-mod scenarios;
+mod timers;
+mod view;
+pub mod work_items;
 
 pub use apply::{apply, Applied, Effect, EntryMeta, Outcome, Rejection, RejectionCode};
+/// The replicated commands and stored records (`endure.internal` protobuf messages).
 pub use endure_proto::endure::internal as records;
 pub use error::Error;
 pub use records::Command;

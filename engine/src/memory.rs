@@ -20,10 +20,15 @@ fn order(key: &TimerKey) -> TimerOrder {
 /// All tables in ordered maps.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryTables {
+    /// Instance records by instance ID.
     pub instances: BTreeMap<String, InstanceRecord>,
+    /// History events by (instance ID, position in the run).
     pub history: BTreeMap<(String, u64), HistoryEvent>,
+    /// Inbox events by (instance ID, arrival sequence number).
     pub inbox: BTreeMap<(String, u64), HistoryEvent>,
+    /// Pending activities by (instance ID, task ID).
     pub activities: BTreeMap<(String, i32), ActivityRecord>,
+    /// Armed timers in due order, with their keys.
     pub timers: BTreeMap<TimerOrder, (TimerKey, TimerRecord)>,
 }
 

@@ -39,7 +39,7 @@ pub fn state(record: &InstanceRecord, with_payloads: bool) -> OrchestrationState
 
 /// Whether a waiting client's condition holds.
 pub fn has_started(record: &InstanceRecord) -> bool {
-    record.status != OrchestrationStatus::Pending as i32
+    record.status() != OrchestrationStatus::Pending
 }
 
 /// Terminal for WaitForInstanceCompletion (a run that continued as new keeps going).

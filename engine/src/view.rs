@@ -30,40 +30,66 @@ pub trait StateView {
 /// together with the applied log id.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
+    /// Stores the instance record (created or changed).
     PutInstance(InstanceRecord),
+    /// Deletes the instance record with this ID (its rows go by their own writes).
     DeleteInstance(String),
+    /// Appends one event to the history of the instance's current run.
     PutHistory {
+        /// The instance.
         instance_id: String,
+        /// Position of the event in the run's history, from 0.
         seq: u64,
+        /// The event.
         event: HistoryEvent,
     },
     /// Removes every history event of the instance (continue-as-new, ID reuse, purge).
     DeleteHistory {
+        /// The instance.
         instance_id: String,
     },
+    /// Adds an event to the instance's inbox, for its next turn.
     PutInbox {
+        /// The instance.
         instance_id: String,
+        /// Arrival sequence number (the record's `inbox_next_seq`).
         seq: u64,
+        /// The event.
         event: HistoryEvent,
     },
+    /// Removes an inbox event: a turn consumed it, or its run ended.
     DeleteInbox {
+        /// The instance.
         instance_id: String,
+        /// Its arrival sequence number.
         seq: u64,
     },
+    /// Records a scheduled activity that has no result yet (the dispatcher sends it).
     PutActivity {
+        /// The instance that scheduled it.
         instance_id: String,
+        /// Its task ID.
         task_id: i32,
+        /// What to send to the worker, and the run it belongs to.
         record: ActivityRecord,
     },
+    /// Removes a pending activity: its result arrived, or its run ended.
     DeleteActivity {
+        /// The instance.
         instance_id: String,
+        /// The task ID.
         task_id: i32,
     },
+    /// Arms a durable timer.
     PutTimer {
+        /// Due time, instance and timer ID (the storage key, in due order).
         key: TimerKey,
+        /// The run that armed it.
         record: TimerRecord,
     },
+    /// Removes a timer: it fired, or its run ended.
     DeleteTimer {
+        /// The timer's key.
         key: TimerKey,
     },
 }
@@ -77,7 +103,7 @@ fn timer_sort_key(key: &TimerKey) -> TimerSortKey {
 }
 
 /// One apply's transaction: reads fall through to the view unless this apply wrote the row.
-pub struct Tx<'a> {
+pub(crate) struct Tx<'a> {
     view: &'a dyn StateView,
     writes: Vec<Write>,
     effects: Vec<Effect>,

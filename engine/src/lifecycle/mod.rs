@@ -1,13 +1,14 @@
 //! Lifecycle transitions of an instance, one file per client command, plus the pieces
-//! several of them share (creating a run, finishing a run, telling the parent).
+//! several of them share (creating a run, finishing a run, telling the parent). Public only
+//! for [`is_terminal`], the rule other crates need; the transitions are crate-internal.
 
-pub mod purge;
-pub mod raise;
-pub mod rerun;
-pub mod stall;
-pub mod start;
-pub mod suspend;
-pub mod terminate;
+pub(crate) mod purge;
+pub(crate) mod raise;
+pub(crate) mod rerun;
+pub(crate) mod stall;
+pub(crate) mod start;
+pub(crate) mod suspend;
+pub(crate) mod terminate;
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
@@ -20,7 +21,7 @@ use prost_types::Timestamp;
 use crate::apply::Ctx;
 use crate::records::InstanceRecord;
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 /// COMPLETED, FAILED, TERMINATED and CANCELED end an instance; nothing runs after them.
 pub fn is_terminal(status: i32) -> bool {
@@ -33,10 +34,15 @@ pub fn is_terminal(status: i32) -> bool {
     )
 }
 
-/// A history event that no action created (eventId -1), stamped with `at`.
-pub fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
+/// The `eventId` of history events that no action created (the engine's own, and those
+/// from outside the run: results, timers fired, raised events); an action's event carries
+/// the action's ID.
+pub(crate) const NO_ACTION_EVENT_ID: i32 = -1;
+
+/// A history event that no action created, stamped with `at`.
+pub(crate) fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
     HistoryEvent {
-        event_id: -1,
+        event_id: NO_ACTION_EVENT_ID,
         timestamp: Some(at),
         event_type: Some(kind),
         ..HistoryEvent::default()
@@ -44,23 +50,23 @@ pub fn event(at: Timestamp, kind: EventType) -> HistoryEvent {
 }
 
 /// How a run ended.
-pub struct Ending {
-    pub status: OrchestrationStatus,
-    pub output: Option<String>,
-    pub failure: Option<TaskFailureDetails>,
-    /// Id of the completion action, or -1 when the engine ended the run itself.
-    pub event_id: i32,
+pub(crate) struct Ending {
+    pub(crate) status: OrchestrationStatus,
+    pub(crate) output: Option<String>,
+    pub(crate) failure: Option<TaskFailureDetails>,
+    /// ID of the completion action, or [`NO_ACTION_EVENT_ID`] when the engine ended the run.
+    pub(crate) event_id: i32,
 }
 
 /// Ends the current run: records ExecutionCompleted, drops pending work and the inbox,
 /// stores the record and tells the parent, if any.
-pub fn finish_run(
+pub(crate) fn finish_run(
     tx: &mut Tx<'_>,
     ctx: &Ctx,
     record: &mut InstanceRecord,
     ending: Ending,
 ) -> Result<(), Error> {
-    record.status = ending.status as i32;
+    record.set_status(ending.status);
     record.output = ending.output.clone();
     record.failure_details = ending.failure.clone();
     record.last_updated_at = Some(ctx.now);
@@ -111,7 +117,7 @@ fn notify_parent(tx: &mut Tx<'_>, ctx: &Ctx, child: &InstanceRecord) -> Result<(
         return Ok(());
     }
     let task_scheduled_id = parent_info.task_scheduled_id;
-    let kind = if child.status == OrchestrationStatus::Completed as i32 {
+    let kind = if child.status() == OrchestrationStatus::Completed {
         EventType::SubOrchestrationInstanceCompleted(SubOrchestrationInstanceCompletedEvent {
             task_scheduled_id,
             result: child.output.clone(),
@@ -134,11 +140,12 @@ fn child_failure(child: &InstanceRecord) -> TaskFailureDetails {
     if let Some(failure) = &child.failure_details {
         return failure.clone();
     }
+    // Not `child.status()`: that would name an unknown value RUNNING.
     let status = OrchestrationStatus::try_from(child.status)
         .map(|s| s.as_str_name())
         .unwrap_or("UNKNOWN");
     TaskFailureDetails {
-        error_type: "ChildWorkflowFailed".to_string(),
+        error_type: protocol_text::CHILD_FAILED.to_string(),
         error_message: format!(
             "child workflow '{}' ended with status {status}",
             child.instance_id

@@ -5,7 +5,7 @@ use super::terminate::is_child_of;
 use crate::apply::{Outcome, Rejection, RejectionCode};
 use crate::records::{InstanceRecord, Purge};
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub fn apply(tx: &mut Tx<'_>, purge: &Purge) -> Result<Outcome, Error> {
     let Some(record) = tx.instance(&purge.instance_id)? else {
@@ -16,10 +16,7 @@ pub fn apply(tx: &mut Tx<'_>, purge: &Purge) -> Result<Outcome, Error> {
     if !is_terminal(record.status) {
         return Ok(Outcome::Rejected(Rejection::new(
             RejectionCode::InvalidArgument,
-            format!(
-                "orchestration has not yet completed: '{}' must be terminal to be purged",
-                purge.instance_id
-            ),
+            protocol_text::not_yet_completed(&purge.instance_id),
         )));
     }
     let purged = purge_tree(tx, &record, purge.recursive)?;

@@ -10,7 +10,7 @@ use super::{event, is_terminal};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::RaiseEvent;
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, raise: &RaiseEvent) -> Result<Outcome, Error> {
     let Some(mut record) = tx.instance(&raise.instance_id)? else {
@@ -21,10 +21,10 @@ pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, raise: &RaiseEvent) -> Result<Outcome, 
     if is_terminal(record.status) {
         return Ok(Outcome::OK);
     }
-    if record.status == OrchestrationStatus::Stalled as i32 {
+    if record.status() == OrchestrationStatus::Stalled {
         return Ok(Outcome::Rejected(Rejection::new(
             RejectionCode::FailedPrecondition,
-            format!("workflow is stalled: '{}'", raise.instance_id),
+            protocol_text::workflow_is_stalled(&raise.instance_id),
         )));
     }
     let raised = EventRaisedEvent {

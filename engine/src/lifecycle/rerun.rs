@@ -6,20 +6,17 @@
 use endure_proto::history_event::EventType;
 use endure_proto::{HistoryEvent, OrchestrationInstance, OrchestrationStatus};
 
-use super::is_terminal;
+use super::{is_terminal, NO_ACTION_EVENT_ID};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::{ActivityRecord, InstanceRecord, Rerun, TimerKey};
 use crate::view::Tx;
-use crate::Error;
+use crate::{protocol_text, Error};
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, rerun: &Rerun) -> Result<Outcome, Error> {
     let reject = |code, message: String| Ok(Outcome::Rejected(Rejection::new(code, message)));
     let Some(source) = tx.instance(&rerun.source_instance_id)? else {
         let id = &rerun.source_instance_id;
-        return reject(
-            RejectionCode::NotFound,
-            format!("workflow instance does not exist with ID '{id}'"),
-        );
+        return reject(RejectionCode::NotFound, protocol_text::no_such_workflow(id));
     };
     if !is_terminal(source.status) || source.parent.is_some() {
         return reject(
@@ -31,13 +28,8 @@ pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, rerun: &Rerun) -> Result<Outcome, Error
         );
     }
     if tx.instance(&rerun.new_instance_id)?.is_some() {
-        return reject(
-            RejectionCode::AlreadyExists,
-            format!(
-                "an instance with ID '{}' already exists",
-                rerun.new_instance_id
-            ),
-        );
+        let id = &rerun.new_instance_id;
+        return reject(RejectionCode::AlreadyExists, protocol_text::id_taken(id));
     }
     let history = tx.history(&source.instance_id)?;
     let Some(cut) = turn_start_of(&history, rerun.event_id) else {
@@ -85,7 +77,7 @@ fn create(
         instance_id: rerun.new_instance_id.clone(),
         name: source.name.clone(),
         execution_id: execution_id.clone(),
-        status: OrchestrationStatus::Pending as i32,
+        status: OrchestrationStatus::Pending.into(),
         created_at: Some(ctx.now),
         last_updated_at: Some(ctx.now),
         input: if rerun.overwrite_input {
@@ -113,12 +105,15 @@ fn create(
         .iter()
         .position(|e| matches!(e.event_type, Some(EventType::OrchestratorStarted(_))))
         .unwrap_or(turn.len());
-    for trigger in turn[..end].iter().filter(|e| e.event_id == -1) {
+    for trigger in turn[..end]
+        .iter()
+        .filter(|e| e.event_id == NO_ACTION_EVENT_ID)
+    {
         tx.push_inbox(&mut record, rewrite(trigger));
     }
     restore_pending(tx, &mut record, &history[..cut], &turn[..end]);
     if record.history_len > 0 {
-        record.status = OrchestrationStatus::Running as i32;
+        record.set_status(OrchestrationStatus::Running);
     }
     tx.put_instance(&record);
     Ok(())

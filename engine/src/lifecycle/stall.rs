@@ -4,16 +4,13 @@
 //! again and again). Terminate still ends it.
 
 use endure_proto::history_event::EventType;
-use endure_proto::{ExecutionStalledEvent, OrchestrationStatus};
+use endure_proto::{ExecutionStalledEvent, OrchestrationStatus, StalledReason};
 
 use super::{event, is_terminal};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::StallForPayload;
 use crate::view::Tx;
 use crate::Error;
-
-/// ExecutionStalled reason PAYLOAD_SIZE_EXCEEDED.
-const STALLED_PAYLOAD_SIZE_EXCEEDED: i32 = 2;
 
 pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, stall: &StallForPayload) -> Result<Outcome, Error> {
     let Some(mut record) = tx.instance(&stall.instance_id)? else {
@@ -33,14 +30,14 @@ pub fn apply(tx: &mut Tx<'_>, ctx: &Ctx, stall: &StallForPayload) -> Result<Outc
         )));
     }
     let stalled = ExecutionStalledEvent {
-        reason: STALLED_PAYLOAD_SIZE_EXCEEDED,
+        reason: StalledReason::PayloadSizeExceeded.into(),
         description: Some(stall.description.clone()),
     };
     tx.append_history(
         &mut record,
         event(ctx.now, EventType::ExecutionStalled(stalled)),
     );
-    record.status = OrchestrationStatus::Stalled as i32;
+    record.set_status(OrchestrationStatus::Stalled);
     record.payload_stalled = true;
     record.last_updated_at = Some(ctx.now);
     tx.put_instance(&record);

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use super::{event, is_terminal};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
 use crate::records::{InstanceRecord, StartInstance, TimerKey};
+use crate::timers::SCHEDULED_START_TIMER_ID;
 use crate::view::Tx;
-use crate::{time, Error};
+use crate::{protocol_text, time, Error};
 
 /// Everything needed to create a run of a new instance.
 #[derive(Clone, Debug, Default)]
@@ -75,7 +76,7 @@ pub fn create(
         instance_id: spec.instance_id.clone(),
         name: spec.name.clone(),
         execution_id: spec.execution_id.clone(),
-        status: OrchestrationStatus::Pending as i32,
+        status: OrchestrationStatus::Pending.into(),
         created_at: Some(ctx.now),
         last_updated_at: Some(ctx.now),
         input: spec.input.clone(),
@@ -94,7 +95,7 @@ pub fn create(
         let key = TimerKey {
             fire_at: Some(at),
             instance_id: record.instance_id.clone(),
-            timer_id: -1,
+            timer_id: SCHEDULED_START_TIMER_ID,
         };
         tx.put_timer(&mut record, key);
     }
@@ -123,9 +124,6 @@ pub fn execution_started(spec: &NewInstance) -> ExecutionStartedEvent {
 fn already_exists(instance_id: &str) -> Rejection {
     Rejection::new(
         RejectionCode::AlreadyExists,
-        format!(
-            "an active workflow with ID '{instance_id}' already exists \
-             (orchestration instance already exists)"
-        ),
+        protocol_text::already_exists(instance_id),
     )
 }

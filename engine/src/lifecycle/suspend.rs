@@ -17,11 +17,10 @@ pub fn suspend(tx: &mut Tx<'_>, ctx: &Ctx, suspend: &Suspend) -> Result<Outcome,
             &suspend.instance_id,
         )));
     };
-    let suspended = OrchestrationStatus::Suspended as i32;
-    if is_terminal(record.status) || record.status == suspended {
+    if is_terminal(record.status) || record.status() == OrchestrationStatus::Suspended {
         return Ok(Outcome::OK);
     }
-    record.status = suspended;
+    record.set_status(OrchestrationStatus::Suspended);
     record.last_updated_at = Some(ctx.now);
     let kind = EventType::ExecutionSuspended(ExecutionSuspendedEvent {
         input: suspend.reason.clone(),
@@ -37,15 +36,15 @@ pub fn resume(tx: &mut Tx<'_>, ctx: &Ctx, resume: &Resume) -> Result<Outcome, Er
             &resume.instance_id,
         )));
     };
-    if record.status != OrchestrationStatus::Suspended as i32 {
+    if record.status() != OrchestrationStatus::Suspended {
         return Ok(Outcome::OK);
     }
     // An instance suspended before its first turn goes back to PENDING.
-    record.status = if record.history_len > 0 {
-        OrchestrationStatus::Running as i32
+    record.set_status(if record.history_len > 0 {
+        OrchestrationStatus::Running
     } else {
-        OrchestrationStatus::Pending as i32
-    };
+        OrchestrationStatus::Pending
+    });
     record.last_updated_at = Some(ctx.now);
     let kind = EventType::ExecutionResumed(ExecutionResumedEvent {
         input: resume.reason.clone(),

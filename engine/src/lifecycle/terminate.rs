@@ -4,7 +4,7 @@
 use endure_proto::history_event::EventType;
 use endure_proto::{ExecutionTerminatedEvent, OrchestrationStatus};
 
-use super::{event, finish_run, is_terminal, Ending};
+use super::{event, finish_run, is_terminal, Ending, NO_ACTION_EVENT_ID};
 use crate::apply::{Ctx, Outcome, Rejection};
 use crate::records::{InstanceRecord, Terminate};
 use crate::view::Tx;
@@ -43,12 +43,7 @@ pub fn terminate_instance(
             .inbox(&record.instance_id)?
             .into_iter()
             .map(|(_, e)| e)
-            .find(|e| {
-                matches!(
-                    e.event_type,
-                    Some(endure_proto::history_event::EventType::ExecutionStarted(_))
-                )
-            });
+            .find(|e| matches!(e.event_type, Some(EventType::ExecutionStarted(_))));
         if let Some(started) = started {
             tx.append_history(&mut record, started);
         }
@@ -65,7 +60,7 @@ pub fn terminate_instance(
         status: OrchestrationStatus::Terminated,
         output: output.clone(),
         failure: None,
-        event_id: -1,
+        event_id: NO_ACTION_EVENT_ID,
     };
     finish_run(tx, ctx, &mut record, ending)?;
     if recursive {

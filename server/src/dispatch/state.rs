@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use endure_engine::dispatch::{self, Turn};
+use endure_engine::work_items::{self, Turn};
 use endure_engine::records::{CompleteActivity, CompleteTurn, StallForPayload};
 use endure_engine::Effect;
 use endure_proto::{work_item, ActivityResponse, OrchestratorResponse, WorkItem};
@@ -198,7 +198,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
                 .list_instances(after.as_deref(), RESCAN_PAGE_INSTANCES)
                 .unwrap_or_else(|e| fatal_storage("the instances", e));
             for record in &page {
-                if dispatch::is_ready(record) {
+                if work_items::is_ready(record) {
                     self.consider_turn(&record.instance_id, store, now);
                 }
             }
@@ -239,7 +239,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             return Err(unknown());
         }
         in_flight.completing = true;
-        Ok(dispatch::complete_turn(&in_flight.turn, response))
+        Ok(work_items::complete_turn(&in_flight.turn, response))
     }
 
     /// The answer to a turn was proposed (applied or refused): the instance may run again.
@@ -326,7 +326,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         let _span = tracing::debug_span!("turn", instance_id).entered();
         self.waiting_turns.remove(instance_id);
         let record = match store.instance(instance_id) {
-            Ok(Some(record)) if dispatch::is_ready(&record) => record,
+            Ok(Some(record)) if work_items::is_ready(&record) => record,
             Ok(_) => return,
             Err(e) => fatal_storage("an instance", e),
         };
@@ -336,7 +336,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         let inbox = store
             .inbox(instance_id)
             .unwrap_or_else(|e| fatal_storage("an inbox", e));
-        let Some(turn) = dispatch::build_turn(&record, history, inbox, now.leader_time) else {
+        let Some(turn) = work_items::build_turn(&record, history, inbox, now.leader_time) else {
             return;
         };
         let size = turn.request.encoded_len();
@@ -408,7 +408,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         let token = self.minter.activity(&activity.execution_id);
         let item = WorkItem {
             request: Some(work_item::Request::ActivityRequest(
-                dispatch::activity_request(instance_id, task_id, &activity),
+                work_items::activity_request(instance_id, task_id, &activity),
             )),
             completion_token: token.to_string(),
         };

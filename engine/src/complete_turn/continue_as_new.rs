@@ -14,7 +14,7 @@ use crate::Error;
 
 /// Replaces the run. The new run's ExecutionStarted, then the carryover events, then the
 /// unconsumed inbox form the next turn's newEvents (pastEvents is empty).
-pub fn apply(
+pub(super) fn apply(
     tx: &mut Tx<'_>,
     ctx: &Ctx,
     mut record: InstanceRecord,
@@ -39,7 +39,7 @@ pub fn apply(
     if let Some(version) = &complete.new_version {
         record.version = Some(version.clone());
     }
-    record.status = OrchestrationStatus::Running as i32;
+    record.set_status(OrchestrationStatus::Running);
     record.last_updated_at = Some(ctx.now);
     let spec = NewInstance {
         instance_id: record.instance_id.clone(),

@@ -1,5 +1,6 @@
-//! Building work items from the tables: the next turn of an instance and the request of a
-//! pending activity. Pure: the dispatcher reads the rows and the clock and calls these.
+//! Building the work items a worker is sent, from the tables: the next turn of an instance
+//! and the request of a pending activity, plus the command that records a worker's answer
+//! to a turn. Pure: the dispatcher reads the rows and the clock and calls these.
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
@@ -18,7 +19,9 @@ pub const MAX_NEW_EVENTS_PER_TURN: usize = 10_000;
 /// A turn ready to send, with the fence its completion must match.
 #[derive(Clone, Debug)]
 pub struct Turn {
+    /// What the worker is sent: the history and the new events.
     pub request: OrchestratorRequest,
+    /// The run the turn belongs to (the fence's first check).
     pub execution_id: String,
     /// History length the turn was built on.
     pub history_len: u64,
@@ -32,7 +35,7 @@ pub struct Turn {
 /// start, with events waiting.
 pub fn is_ready(record: &InstanceRecord) -> bool {
     !is_terminal(record.status)
-        && record.status != OrchestrationStatus::Suspended as i32
+        && record.status() != OrchestrationStatus::Suspended
         && record.scheduled_start.is_none()
         && !record.payload_stalled
         && record.inbox_len > 0

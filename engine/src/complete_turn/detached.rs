@@ -1,0 +1,32 @@
+//! CreateDetachedWorkflow: the workflow starts an instance that is not its child (no parent
+//! link, no result comes back). An ID that is taken means it is simply not started, as in
+//! Dapr.
+
+use endure_proto::{CreateDetachedWorkflowAction, OrchestratorAction};
+
+use crate::apply::Ctx;
+use crate::lifecycle::start::{self, NewInstance};
+use crate::view::Tx;
+use crate::Error;
+
+pub(super) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &Ctx,
+    action: &OrchestratorAction,
+    detached: &CreateDetachedWorkflowAction,
+) -> Result<(), Error> {
+    let spec = NewInstance {
+        instance_id: detached.instance_id.clone(),
+        name: detached.name.clone(),
+        input: detached.input.clone(),
+        version: detached.version.clone(),
+        scheduled_start: detached.scheduled_start_timestamp,
+        tags: detached.tags.clone(),
+        router: detached.router.clone(),
+        trace_context: detached.parent_trace_context.clone(),
+        execution_id: ctx.generated_id(action.id as u32),
+        ..NewInstance::default()
+    };
+    let _not_started_if_taken = start::create(tx, ctx, spec)?;
+    Ok(())
+}
