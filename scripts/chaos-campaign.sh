@@ -25,7 +25,7 @@ done
 python3 - "$out" <<'PY'
 import glob, json, sys, collections
 rows = collections.OrderedDict()
-for path in sorted(glob.glob(sys.argv[1] + "/*/results.json")):
+for path in sorted(glob.glob(sys.argv[1] + "/**/results.json", recursive=True)):
     r = json.load(open(path))
     key = r["flags"]["nemesis"]
     row = rows.setdefault(key, dict(runs=0, secs=0, ops=0, installed=0, skipped=0, valid=0, invalid=[], unknown=[]))

@@ -55,10 +55,7 @@ impl Shared {
 
     /// Whether the node ID left the cluster before (IDs are never reused).
     pub fn is_retired(&self, node_id: NodeId) -> bool {
-        self.retired
-            .lock()
-            .expect("lock poisoned")
-            .contains(&node_id)
+        locked(&self.retired).contains(&node_id)
     }
 
     /// Changes each time a snapshot replaced the tables.
@@ -68,8 +65,14 @@ impl Shared {
 
     /// The largest leader time applied so far: a proposer's clock must not go below it.
     pub fn max_leader_time(&self) -> Timestamp {
-        *self.max_leader_time.lock().expect("lock poisoned")
+        *locked(&self.max_leader_time)
     }
+}
+
+/// Locks a mutex held for a few instructions, never across an `.await`. A poisoned lock
+/// means a thread panicked holding it, and a panic already stops the node.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().expect("a thread panicked holding this lock")
 }
 
 /// The state machine over a [`Store`].
@@ -151,11 +154,7 @@ impl<S: Store> StateMachine<S> {
                     &command.kind
                 {
                     self.meta.retired.insert(retire.node_id);
-                    self.shared
-                        .retired
-                        .lock()
-                        .expect("lock poisoned")
-                        .insert(retire.node_id);
+                    locked(&self.shared.retired).insert(retire.node_id);
                 }
                 let leader_time = command.leader_time.unwrap_or_default();
                 let meta = EntryMeta {
@@ -187,7 +186,7 @@ impl<S: Store> StateMachine<S> {
         let current = (leader_time.seconds, leader_time.nanos);
         if current > self.meta.max_leader_time {
             self.meta.max_leader_time = current;
-            *self.shared.max_leader_time.lock().expect("lock poisoned") = leader_time;
+            *locked(&self.shared.max_leader_time) = leader_time;
         }
     }
 }
@@ -225,8 +224,7 @@ impl<S: Store> RaftSnapshotBuilder<TypeConfig> for StateMachine<S> {
             last_membership: meta.membership.clone(),
             snapshot_id,
         };
-        *self.current_snapshot.lock().expect("lock poisoned") =
-            Some((snapshot_meta.clone(), bytes.clone()));
+        *locked(&self.current_snapshot) = Some((snapshot_meta.clone(), bytes.clone()));
         Ok(Snapshot {
             meta: snapshot_meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -273,12 +271,12 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         self.store.import(&bytes).map_err(io_error)?;
         let reopened = Self::open(self.store.clone())?;
         self.meta = reopened.meta;
-        *self.shared.retired.lock().expect("lock poisoned") = self.meta.retired.clone();
+        *locked(&self.shared.retired) = self.meta.retired.clone();
         let (seconds, nanos) = self.meta.max_leader_time;
-        *self.shared.max_leader_time.lock().expect("lock poisoned") = Timestamp { seconds, nanos };
+        *locked(&self.shared.max_leader_time) = Timestamp { seconds, nanos };
         self.meta.last_applied = meta.last_log_id;
         self.meta.membership = meta.last_membership.clone();
-        *self.current_snapshot.lock().expect("lock poisoned") = Some((meta.clone(), bytes));
+        *locked(&self.current_snapshot) = Some((meta.clone(), bytes));
         self.shared
             .snapshot_installs
             .send_modify(|installs| *installs += 1);
@@ -288,7 +286,7 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let current = self.current_snapshot.lock().expect("lock poisoned").clone();
+        let current = locked(&self.current_snapshot).clone();
         Ok(current.map(|(meta, bytes)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),

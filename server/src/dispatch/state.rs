@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use endure_engine::work_items::{self, Turn};
 use endure_engine::records::{CompleteActivity, CompleteTurn, StallForPayload};
+use endure_engine::work_items::{self, Turn};
 use endure_engine::Effect;
 use endure_proto::{work_item, ActivityResponse, OrchestratorResponse, WorkItem};
 use endure_storage::Store;
