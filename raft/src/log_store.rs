@@ -16,6 +16,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -52,17 +53,45 @@ const LAST_PURGED_KEY: &[u8] = b"last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// The state machine's written index, when bound to one ([`LogStore::keeping_unapplied`]).
+    written: Option<Arc<AtomicU64>>,
+    /// The purge point on disk (index, 0: none), for the node's status.
+    purged: Arc<AtomicU64>,
 }
 
 impl LogStore {
     /// Wraps a DB the caller opened with [`LOG_COLUMN_FAMILIES`]; fails if one is missing, so a
     /// misconfigured node stops at startup instead of at its first append.
     pub fn new(db: Arc<DB>) -> Result<Self, Error> {
-        let store = Self { db };
+        let store = Self {
+            db,
+            written: None,
+            purged: Arc::default(),
+        };
         for name in LOG_COLUMN_FAMILIES {
             store.cf(name)?;
         }
+        let purged = store.read_state::<LogId>(LAST_PURGED_KEY, "last_purged")?;
+        store
+            .purged
+            .store(purged.map_or(0, |id| id.index), Ordering::Release);
         Ok(store)
+    }
+
+    /// Never purges entries the state machine has not written yet (`written`, its last
+    /// written index). openraft purges a follower's log up to a snapshot it received while
+    /// the state machine may still be installing that snapshot; a crash in between would
+    /// leave the node with neither the entries nor the state they make, unable to restart.
+    /// A purge asked beyond `written` stops at `written`; the entries after it go with the
+    /// next purge.
+    pub fn keeping_unapplied(mut self, written: Arc<AtomicU64>) -> Self {
+        self.written = Some(written);
+        self
+    }
+
+    /// The index the log is purged up to on disk (0: none).
+    pub fn purged_index(&self) -> u64 {
+        self.purged.load(Ordering::Acquire)
     }
 
     /// Handle of one of our column families (checked present by [`LogStore::new`]).
@@ -183,7 +212,25 @@ impl LogStore {
 
     /// Deletes the entries up to `log_id.index` and records `log_id` as last purged, atomically
     /// and synced: a restart never sees the entries gone without the purge point moved.
+    /// Bound to a state machine, stops at its written index (see [`Self::keeping_unapplied`]).
     fn purge_synced(&self, log_id: &LogId) -> Result<(), Error> {
+        let written = self.written.as_ref().map(|w| w.load(Ordering::Acquire));
+        let log_id = match written {
+            Some(written) if written < log_id.index => {
+                let Some(held) = self.entry_log_id(written)? else {
+                    // Purged up to `written` already (or nothing written): nothing to do now.
+                    return Ok(());
+                };
+                tracing::info!(
+                    asked = log_id.index,
+                    purged = written,
+                    "log purge held back: the state machine has not written the rest yet"
+                );
+                held
+            }
+            _ => *log_id,
+        };
+        let log_id = &log_id;
         let log_cf = self.cf(LOG_CF)?;
         let state_cf = self.cf(STATE_CF)?;
         let mut batch = WriteBatch::default();
@@ -196,7 +243,21 @@ impl LogStore {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
+        self.purged.store(log_id.index, Ordering::Release);
         Ok(())
+    }
+
+    /// Log id of the entry at `index`, `None` if it is not in the log.
+    fn entry_log_id(&self, index: u64) -> Result<Option<LogId>, Error> {
+        let cf = self.cf(LOG_CF)?;
+        match self.db.get_pinned_cf(&cf, log_key(index))? {
+            Some(value) => {
+                let log_id = decode_entry_log_id(&value)?;
+                check_key_matches(index, &log_id)?;
+                Ok(Some(log_id))
+            }
+            None => Ok(None),
+        }
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Node {
     /// openraft itself, for proposing (`client_write`, `ensure_linearizable`), membership
     /// changes and serving the Raft RPCs. Read the cluster through [`Node`]'s methods.
     pub raft: Raft,
+    /// The log store openraft drives (a clone), read for the purge point on disk.
+    log: LogStore,
     /// The tables the state machine applies into (RocksDB behind the trait).
     pub store: Arc<dyn Store>,
     pub shared: Arc<Shared>,
@@ -83,10 +85,13 @@ pub async fn start(
     };
     std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
     let db = open_db(data_dir, &LOG_COLUMN_FAMILIES).map_err(|e| open_error(e.to_string()))?;
-    let log_store = LogStore::new(db.clone()).map_err(|e| open_error(e.to_string()))?;
-    let store = Arc::new(RocksStore::new(db));
+    let store = Arc::new(RocksStore::new(db.clone()));
     let state_machine = StateMachine::open(store.clone()).map_err(|e| open_error(e.to_string()))?;
     let shared = state_machine.shared();
+    let log_store = LogStore::new(db)
+        .map_err(|e| open_error(e.to_string()))?
+        .keeping_unapplied(shared.written());
+    let log = log_store.clone();
     let config = Config {
         cluster_name: "endure".to_string(),
         heartbeat_interval: 100,
@@ -155,6 +160,7 @@ pub async fn start(
     }
     Ok(Node {
         raft,
+        log,
         store,
         shared,
         node_id: options.node_id,
@@ -165,8 +171,14 @@ pub async fn start(
 /// The cluster as this node sees it now. Each method reads one copy of openraft's metrics.
 impl Node {
     /// The whole view: role, leader, term, members with replication, log indexes.
+    /// The applied and purged indexes are read from this node's storage, not from
+    /// openraft's metrics, which learn of them only when its core hears back.
     pub fn status(&self) -> Status {
-        Status::of(&self.raft.metrics().borrow())
+        let mut status = Status::of(&self.raft.metrics().borrow());
+        status.applied_index = status.applied_index.max(self.shared.written_index());
+        status.committed_index = status.committed_index.max(status.applied_index);
+        status.purged_index = self.log.purged_index();
+        status
     }
 
     /// The leader this node knows (itself included); `None` during an election.

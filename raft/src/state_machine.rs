@@ -9,7 +9,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use endure_engine::{Effect, EntryMeta, Outcome};
 use endure_storage::snapshot::Dump;
@@ -40,11 +42,16 @@ struct AppliedMeta {
 /// State shared between the state machine and the rest of the node.
 pub struct Shared {
     effects: broadcast::Sender<Arc<Vec<Effect>>>,
-    max_leader_time: Mutex<Timestamp>,
+    /// The largest applied leader time, and when (this node's monotonic clock) it was applied.
+    max_leader_time: Mutex<(Timestamp, Instant)>,
     retired: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Counts installed snapshots: the tables were replaced wholesale, without effects, so
     /// anything derived from effects (gauges) must be recomputed.
     snapshot_installs: tokio::sync::watch::Sender<u64>,
+    /// Index of the last entry whose state is written to the store (0: none). Not fsynced
+    /// by that write; RocksDB's log is in order, so any later synced write (a log append or
+    /// purge) makes it durable. The log store never purges past it ([`Shared::written`]).
+    written: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -63,9 +70,33 @@ impl Shared {
         self.snapshot_installs.subscribe()
     }
 
+    /// The index up to which the store holds the state: shared with the log store, which
+    /// keeps every entry after it (openraft may ask to purge a snapshot's log before the
+    /// state machine has installed that snapshot).
+    pub fn written(&self) -> Arc<AtomicU64> {
+        self.written.clone()
+    }
+
+    /// Index of the last entry whose effects the store holds (0: none).
+    pub fn written_index(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
     /// The largest leader time applied so far: a proposer's clock must not go below it.
     pub fn max_leader_time(&self) -> Timestamp {
-        *locked(&self.max_leader_time)
+        locked(&self.max_leader_time).0
+    }
+
+    /// The cluster's time line as this node last saw it, continued: the largest applied
+    /// leader time advanced by the time elapsed on this node's monotonic clock since it was
+    /// applied (or since the node started, for times it found on disk). Never ahead of the
+    /// line it continues, since the entry took time to arrive, and deaf to wall-clock jumps.
+    /// A new leader starts its term no earlier, so a lagging wall clock cannot set cluster
+    /// time back against real time (timers armed then would fire early in real time).
+    pub fn continued_leader_time(&self) -> Timestamp {
+        let (at, applied) = *locked(&self.max_leader_time);
+        let elapsed = i64::try_from(applied.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        endure_engine::time::add_nanos(&at, elapsed)
     }
 }
 
@@ -111,9 +142,10 @@ impl<S: Store> StateMachine<S> {
         let (seconds, nanos) = meta.max_leader_time;
         let shared = Arc::new(Shared {
             effects: broadcast::channel(EFFECTS_CHANNEL_ENTRIES).0,
-            max_leader_time: Mutex::new(Timestamp { seconds, nanos }),
+            max_leader_time: Mutex::new((Timestamp { seconds, nanos }, Instant::now())),
             retired: Mutex::new(meta.retired.clone()),
             snapshot_installs: tokio::sync::watch::channel(0).0,
+            written: Arc::new(AtomicU64::new(index_of(meta.last_applied.as_ref()))),
         });
         Ok(StateMachine {
             store,
@@ -175,6 +207,9 @@ impl<S: Store> StateMachine<S> {
         metrics::counter!("endure_history_events_appended_total").increment(appended as u64);
         let meta_bytes = serde_json::to_vec(&self.meta).map_err(io_error)?;
         self.store.commit(&writes, &meta_bytes).map_err(io_error)?;
+        self.shared
+            .written
+            .store(entry.log_id.index, Ordering::Release);
         if !effects.is_empty() {
             // No listener (a follower's dispatcher is idle) is fine.
             let _ = self.shared.effects.send(Arc::new(effects));
@@ -186,9 +221,13 @@ impl<S: Store> StateMachine<S> {
         let current = (leader_time.seconds, leader_time.nanos);
         if current > self.meta.max_leader_time {
             self.meta.max_leader_time = current;
-            *locked(&self.shared.max_leader_time) = leader_time;
+            *locked(&self.shared.max_leader_time) = (leader_time, Instant::now());
         }
     }
+}
+
+fn index_of(log_id: Option<&LogId>) -> u64 {
+    log_id.map_or(0, |id| id.index)
 }
 
 fn to_response(outcome: Option<Outcome>) -> Response {
@@ -273,9 +312,12 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
         self.meta = reopened.meta;
         *locked(&self.shared.retired) = self.meta.retired.clone();
         let (seconds, nanos) = self.meta.max_leader_time;
-        *locked(&self.shared.max_leader_time) = Timestamp { seconds, nanos };
+        *locked(&self.shared.max_leader_time) = (Timestamp { seconds, nanos }, Instant::now());
         self.meta.last_applied = meta.last_log_id;
         self.meta.membership = meta.last_membership.clone();
+        self.shared
+            .written
+            .store(index_of(meta.last_log_id.as_ref()), Ordering::Release);
         *locked(&self.current_snapshot) = Some((meta.clone(), bytes));
         self.shared
             .snapshot_installs

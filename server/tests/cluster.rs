@@ -343,3 +343,76 @@ async fn a_paused_leader_does_not_stop_the_healthy_majority() {
     );
     worker.abort();
 }
+
+/// The forward-once rule, on every kind of client call: a call marked as forwarded that
+/// reaches a node which is not the leader is refused with UNAVAILABLE, not sent on again
+/// (two nodes that disagree about the leader would bounce it between them), and nothing
+/// of it is applied. The leader serves a marked call itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_call_is_never_forwarded_again() {
+    fn marked<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("endure-forwarded", "1".parse().unwrap());
+        request
+    }
+    fn refused<T: std::fmt::Debug>(rpc: &str, answer: Result<tonic::Response<T>, tonic::Status>) {
+        let status = answer.expect_err(rpc);
+        assert_eq!(status.code(), Code::Unavailable, "{rpc}: {status:?}");
+        assert!(status.message().contains("forwarded"), "{rpc}: {status:?}");
+    }
+    let cluster = Cluster::start(None);
+    let all = [0, 1, 2];
+    let leader = cluster.leader(&all).await;
+    let follower = others(&all, leader)[0];
+    let mut client = cluster.client(follower).await;
+    let id = || "forwarded-once".to_string();
+    let start = CreateInstanceRequest {
+        instance_id: id(),
+        name: "chain".into(),
+        ..Default::default()
+    };
+    refused("start", client.start_instance(marked(start)).await);
+    let get = GetInstanceRequest {
+        instance_id: id(),
+        ..Default::default()
+    };
+    refused("get", client.get_instance(marked(get.clone())).await);
+    let raise = RaiseEventRequest {
+        instance_id: id(),
+        name: "go".into(),
+        ..Default::default()
+    };
+    refused("raise", client.raise_event(marked(raise)).await);
+    let suspend = SuspendRequest {
+        instance_id: id(),
+        ..Default::default()
+    };
+    refused("suspend", client.suspend_instance(marked(suspend)).await);
+    let terminate = TerminateRequest {
+        instance_id: id(),
+        ..Default::default()
+    };
+    refused(
+        "terminate",
+        client.terminate_instance(marked(terminate)).await,
+    );
+    let purge = PurgeInstancesRequest {
+        request: Some(purge_instances_request::Request::InstanceId(id())),
+        ..Default::default()
+    };
+    refused("purge", client.purge_instances(marked(purge)).await);
+
+    // Unmarked, the follower forwards the read once: the refused start left nothing.
+    let read = client.get_instance(get.clone()).await.unwrap().into_inner();
+    assert!(!read.exists, "a refused start was applied: {read:?}");
+    // The leader serves a marked call itself (a start would wait for a worker here).
+    let mut at_leader = cluster.client(leader).await;
+    let read = at_leader
+        .get_instance(marked(get))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!read.exists);
+}

@@ -144,7 +144,11 @@ fn nanos(at: &Timestamp) -> i128 {
 /// The start of a new leader's time line: its own clock corrected by the median offset of
 /// the clocks it sampled (its own counts as offset zero; with an even count the lower of
 /// the two middle ones, so an unknown clock never moves time forward), and never before
-/// `committed`, the largest time an earlier leader already put in the log.
+/// `committed`: the cluster's time line as this node saw it last, continued by its
+/// monotonic clock (`Shared::continued_leader_time`). That floor keeps a lagging clock
+/// from setting time back: with one voter down and the other's clock behind, the lower
+/// reading would otherwise win, and a timer armed in that term would fire early in real
+/// time once a later leader's line is right again (chaos seed 3001: 1.15 s early).
 pub fn term_base(own: Timestamp, samples: &[ClockSample], committed: Timestamp) -> Timestamp {
     let mut offsets: Vec<i128> = samples.iter().map(ClockSample::offset_nanos).collect();
     offsets.push(0);

@@ -64,7 +64,8 @@ impl Leadership {
             }
             let samples = sample_peer_clocks(node).await;
             let clock = &self.options.clock;
-            let base = clock::term_base(clock.wall(), &samples, node.shared.max_leader_time());
+            let base =
+                clock::term_base(clock.wall(), &samples, node.shared.continued_leader_time());
             clock.start_term(base);
             info!(
                 peers_sampled = samples.len(),
