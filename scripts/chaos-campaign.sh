@@ -4,6 +4,9 @@
 # COMPOSITE_RUNS runs of `--nemesis all`, then SINGLE_RUNS runs of each nemesis alone, with
 # consecutive seeds, on a server built with `--features chaos` (for clock and failpoints):
 #   cargo build --release -p endure --features chaos && cp $target/release/endure /tmp/endure-chaos-node
+# NEMESES="clock wipe" picks the single nemeses (and their order). Several campaigns may run
+# at once into different OUT directories (the harness picks free ports; a port taken
+# between its pick and a node's bind shows as an `unknown` run, never as a pass).
 # Prints one line per run and a markdown summary at the end; every run directory is kept.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,7 @@ run() {  # nemesis secs seed
   echo "$1 seed=$3 exit=$? $(tail -n 1 "$dir.stdout")"
 }
 for ((i = 0; i < composite_runs; i++)); do run all "$composite_secs" $((seed++)); done
-for nemesis in kill kill-all pause partition clock disk wipe; do
+for nemesis in ${NEMESES:-kill kill-all pause partition clock disk wipe}; do
   for ((i = 0; i < single_runs; i++)); do run "$nemesis" "$single_secs" $((seed++)); done
 done
 python3 - "$out" <<'PY'

@@ -271,6 +271,7 @@ impl Cluster {
                 }
             }
         }
+        die_with_the_harness(&mut command);
         command
     }
 
@@ -381,6 +382,22 @@ impl Drop for Cluster {
     }
 }
 
+/// Makes the kernel SIGKILL the server when the harness thread that spawned it dies, even
+/// by SIGKILL, when no handler of ours runs.
+fn die_with_the_harness(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+    // is async-signal-safe; it touches no memory of the parent.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn signal(pid: u32, sig: i32) {
     // SAFETY: signal delivery to a child this harness spawned.
     #[allow(unsafe_code)]
@@ -417,14 +434,35 @@ pub fn pick_ports(count: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     if let Some(base) = base {
         return Ok((0..count as u16).map(|i| base + i).collect());
     }
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()?)
+    // Below Linux's ephemeral range (32768-60999 by default): a port the kernel hands out
+    // for `:0` is also what outgoing connections (the harness's own clients, another run's)
+    // take as their local port, and a node then fails to bind it ("address in use").
+    let mut rng = rand::rng();
+    let mut ports = Vec::with_capacity(count);
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count * 100 {
+        if ports.len() == count {
+            break;
+        }
+        let port = rand::Rng::random_range(&mut rng, PICKED_PORTS);
+        if ports.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            ports.push(port);
+            held.push(listener);
+        }
+    }
+    anyhow::ensure!(
+        ports.len() == count,
+        "found only {} free ports in {PICKED_PORTS:?}",
+        ports.len()
+    );
+    Ok(ports)
 }
+
+/// Where [`pick_ports`] looks for free ports.
+const PICKED_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
 /// Whether `endure serve --help` lists `flag`.
 pub fn server_has_flag(bin: &Path, flag: &str) -> bool {

@@ -141,8 +141,13 @@ pub async fn run(args: RunArgs, command: Vec<String>) -> anyhow::Result<i32> {
     let cleanup = run.cluster.clone();
     let out = run.args.out.clone();
     let tmpfs = run.tmpfs;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let signalled = tokio::select! {
+            interrupt = tokio::signal::ctrl_c() => interrupt.is_ok(),
+            term = terminate.recv() => term.is_some(),
+        };
+        if signalled {
             eprintln!("interrupted: killing the cluster");
             cleanup.kill_all_now();
             if tmpfs {
