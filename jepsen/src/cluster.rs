@@ -271,7 +271,6 @@ impl Cluster {
                 }
             }
         }
-        die_with_the_harness(&mut command);
         command
     }
 
@@ -379,22 +378,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill_all_now();
-    }
-}
-
-/// Makes the kernel SIGKILL the server when the harness thread that spawned it dies, even
-/// by SIGKILL, when no handler of ours runs.
-fn die_with_the_harness(command: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
-    // is async-signal-safe; it touches no memory of the parent.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 
