@@ -21,10 +21,11 @@
 //! ahead or jumped).
 //!
 //! Lateness bound, in runs whose only faults are clock skews and jumps (nothing else can
-//! hold a timer back there): each first `after-timer` run, and each delayed start's first
-//! activity, came no later than its due time plus the largest injected skew plus
-//! [`LATE_TOLERANCE_NS`] (dispatching the turn and the activity). A leader whose clock lags
-//! may fire late by the skew, never more.
+//! hold a timer back there): each first `after-timer` run came no later than its due time
+//! plus the largest injected skew plus [`LATE_TOLERANCE_NS`] (dispatching the turn and the
+//! activity). A leader whose clock lags may fire late by the skew, never more. A delayed
+//! start's first activity is no measure of its lateness (the `timers` workflow arms its own
+//! timer before it), so delayed starts are bounded only from below.
 //!
 //! Measured: lateness of firing (`timestamp - due`, ms: max and p99, on one caught-up
 //! node) and of the harness-observed `after-timer` run.
@@ -294,12 +295,6 @@ fn harness_checks(
                     (at - wall) as f64 / 1e6
                 ));
             }
-            if bound_lateness && wall > latest(*at) {
-                violations.push(format!(
-                    "{id}: first activity ran {:.3} ms after the delayed start, more than the skew ({} ms) allows",
-                    (wall - at) as f64 / 1e6, skew_ns / 1_000_000
-                ));
-            }
         }
     }
     late
@@ -457,6 +452,21 @@ mod tests {
             is_true(&run(check, &mixed.ops, &s, &late)),
             "a pause may delay"
         );
+    }
+
+    #[test]
+    fn a_delayed_start_whose_workflow_waits_first_is_not_late() {
+        // Clock faults only; the delayed start ran on time, then its own 20 s timer ran
+        // before the first activity (seed 3100 flagged these before the bound was fixed).
+        let mut h = Hist::default();
+        h.nemesis("clock", "skew", &[1]);
+        let mut value = start_value("t");
+        value["start_at_ns"] = json!(DUE as i64);
+        h.call(1, OpType::Ok, "start", value);
+        let mut fine = timers(DUE);
+        fine.history.insert(0, orchestrator_started(DUE + 1_000));
+        let first = witness("t", 1, "x", "{}", DUE + 20_000_000_000);
+        assert!(is_true(&run(check, &h.ops, &three(vec![fine]), &[first])));
     }
 
     #[test]
