@@ -52,6 +52,8 @@ pub struct Shared {
     /// by that write; RocksDB's log is in order, so any later synced write (a log append or
     /// purge) makes it durable. The log store never purges past it ([`Shared::written`]).
     written: Arc<AtomicU64>,
+    /// Index of the last snapshot built or installed here (0: none).
+    snapshot: AtomicU64,
 }
 
 impl Shared {
@@ -75,6 +77,12 @@ impl Shared {
     /// state machine has installed that snapshot).
     pub fn written(&self) -> Arc<AtomicU64> {
         self.written.clone()
+    }
+
+    /// Index of the last snapshot this node built or installed (0: none), known as soon as
+    /// it exists (openraft's metrics learn it later).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.load(Ordering::Acquire)
     }
 
     /// Index of the last entry whose effects the store holds (0: none).
@@ -146,6 +154,7 @@ impl<S: Store> StateMachine<S> {
             retired: Mutex::new(meta.retired.clone()),
             snapshot_installs: tokio::sync::watch::channel(0).0,
             written: Arc::new(AtomicU64::new(index_of(meta.last_applied.as_ref()))),
+            snapshot: AtomicU64::new(0),
         });
         Ok(StateMachine {
             store,
@@ -264,6 +273,10 @@ impl<S: Store> RaftSnapshotBuilder<TypeConfig> for StateMachine<S> {
             snapshot_id,
         };
         *locked(&self.current_snapshot) = Some((snapshot_meta.clone(), bytes.clone()));
+        self.shared.snapshot.store(
+            index_of(snapshot_meta.last_log_id.as_ref()),
+            Ordering::Release,
+        );
         Ok(Snapshot {
             meta: snapshot_meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -319,6 +332,9 @@ impl<S: Store> RaftStateMachine<TypeConfig> for StateMachine<S> {
             .written
             .store(index_of(meta.last_log_id.as_ref()), Ordering::Release);
         *locked(&self.current_snapshot) = Some((meta.clone(), bytes));
+        self.shared
+            .snapshot
+            .store(index_of(meta.last_log_id.as_ref()), Ordering::Release);
         self.shared
             .snapshot_installs
             .send_modify(|installs| *installs += 1);

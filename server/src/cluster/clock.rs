@@ -142,23 +142,38 @@ fn nanos(at: &Timestamp) -> i128 {
 }
 
 /// The start of a new leader's time line: its own clock corrected by the median offset of
-/// the clocks it sampled (its own counts as offset zero; with an even count the lower of
-/// the two middle ones, so an unknown clock never moves time forward), and never before
-/// `committed`: the cluster's time line as this node saw it last, continued by its
-/// monotonic clock (`Shared::continued_leader_time`). That floor keeps a lagging clock
-/// from setting time back: with one voter down and the other's clock behind, the lower
-/// reading would otherwise win, and a timer armed in that term would fire early in real
-/// time once a later leader's line is right again (chaos seed 3001: 1.15 s early).
-pub fn term_base(own: Timestamp, samples: &[ClockSample], committed: Timestamp) -> Timestamp {
+/// the clocks it sampled (its own counts as offset zero), and never before `floor`: the
+/// cluster's time line as this node saw it last, continued by its monotonic clock
+/// (`Shared::continued_leader_time`; it lags real time only by how late this node applied
+/// the last entry).
+///
+/// With an even count no majority of clocks agrees on a middle one, and of the two middle
+/// readings the one nearer `floor` wins: with one voter of three down, the leader's clock
+/// and one peer's are all it has, and one of them may be off by a minute. Taking the lower
+/// one always (as before) let a peer skewed back start the term at the floor, 1-4 s behind
+/// real time, and timers armed in that term fired that much early in real time once a
+/// later leader's line was right (chaos seeds 3001 and 3003).
+pub fn term_base(own: Timestamp, samples: &[ClockSample], floor: Timestamp) -> Timestamp {
     let mut offsets: Vec<i128> = samples.iter().map(ClockSample::offset_nanos).collect();
     offsets.push(0);
     offsets.sort_unstable();
-    let median = offsets[(offsets.len() - 1) / 2];
+    let middle = offsets.len() / 2;
+    let chosen = if offsets.len() % 2 == 1 {
+        offsets[middle]
+    } else {
+        let (lower, higher) = (offsets[middle - 1], offsets[middle]);
+        let floor_offset = nanos(&floor) - nanos(&own);
+        if (floor_offset - lower).abs() <= (higher - floor_offset).abs() {
+            lower
+        } else {
+            higher
+        }
+    };
     let corrected = time::add_nanos(
         &own,
-        median.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+        chosen.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
     );
-    time::max(corrected, committed)
+    time::max(corrected, floor)
 }
 
 #[cfg(test)]
@@ -207,12 +222,28 @@ mod tests {
     }
 
     #[test]
-    fn with_two_clocks_the_earlier_wins_and_committed_time_is_a_floor() {
+    fn with_two_clocks_the_one_nearer_the_continued_line_wins_and_it_is_a_floor() {
+        // A fresh cluster (no line yet): the earlier of the two.
         assert_eq!(
             term_base(at(1_000), &[sample(1_050, 1_000)], at(0)),
             at(1_000)
         );
         assert_eq!(term_base(at(1_000), &[sample(990, 1_000)], at(0)), at(990));
+        // The peer 58 s behind, the line continued to 999: ours (seed 3001's case).
+        assert_eq!(
+            term_base(at(1_000), &[sample(942, 1_000)], at(999)),
+            at(1_000)
+        );
+        // Ours 58 s behind, the peer in step with the line: the peer's.
+        assert_eq!(
+            term_base(at(942), &[sample(1_000, 942)], at(999)),
+            at(1_000)
+        );
+        // Ours 30 s ahead, the peer in step: the peer's, not ours.
+        assert_eq!(
+            term_base(at(1_030), &[sample(1_000, 1_030)], at(999)),
+            at(1_000)
+        );
         // An earlier leader already stamped 2_000: never go below it.
         assert_eq!(term_base(at(1_000), &[], at(2_000)), at(2_000));
     }
