@@ -27,6 +27,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// openraft asked to purge entries the state machine had not written after
+    /// [`crate::log_store::PURGE_WAIT`]: purging them could lose them.
+    #[error("refused to purge the log up to {purge}: the state machine has written only up to {written}")]
+    PurgeAheadOfState {
+        /// The index openraft asked to purge up to.
+        purge: u64,
+        /// The state machine's written index.
+        written: u64,
+    },
+
     /// Entries handed to one append are not consecutive: writing them would leave a hole.
     #[error("log entries not consecutive: {next} follows {after}")]
     LogGap {

@@ -47,6 +47,10 @@ const COMMITTED_KEY: &[u8] = b"committed";
 /// `raft_state` key of the last purged log id: the log state after a purge that emptied the log.
 const LAST_PURGED_KEY: &[u8] = b"last_purged";
 
+/// How long a purge waits for the state machine to write what it would purge; past it the
+/// purge fails (a storage error stops the node, with nothing lost).
+pub const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The Raft log of one node, stored in RocksDB.
 ///
 /// Cloning is cheap and shares the DB: openraft's log reader is such a clone.
@@ -82,8 +86,9 @@ impl LogStore {
     /// written index). openraft purges a follower's log up to a snapshot it received while
     /// the state machine may still be installing that snapshot; a crash in between would
     /// leave the node with neither the entries nor the state they make, unable to restart.
-    /// A purge asked beyond `written` stops at `written`; the entries after it go with the
-    /// next purge.
+    /// A purge asked beyond `written` waits (up to [`PURGE_WAIT`]) until the state machine
+    /// has written that far. It must not purge less instead: openraft then appends after
+    /// the snapshot and the log gets a hole that a restart cannot load (chaos seed 3001).
     pub fn keeping_unapplied(mut self, written: Arc<AtomicU64>) -> Self {
         self.written = Some(written);
         self
@@ -212,25 +217,7 @@ impl LogStore {
 
     /// Deletes the entries up to `log_id.index` and records `log_id` as last purged, atomically
     /// and synced: a restart never sees the entries gone without the purge point moved.
-    /// Bound to a state machine, stops at its written index (see [`Self::keeping_unapplied`]).
     fn purge_synced(&self, log_id: &LogId) -> Result<(), Error> {
-        let written = self.written.as_ref().map(|w| w.load(Ordering::Acquire));
-        let log_id = match written {
-            Some(written) if written < log_id.index => {
-                let Some(held) = self.entry_log_id(written)? else {
-                    // Purged up to `written` already (or nothing written): nothing to do now.
-                    return Ok(());
-                };
-                tracing::info!(
-                    asked = log_id.index,
-                    purged = written,
-                    "log purge held back: the state machine has not written the rest yet"
-                );
-                held
-            }
-            _ => *log_id,
-        };
-        let log_id = &log_id;
         let log_cf = self.cf(LOG_CF)?;
         let state_cf = self.cf(STATE_CF)?;
         let mut batch = WriteBatch::default();
@@ -245,19 +232,6 @@ impl LogStore {
         self.db.write_opt(batch, &options)?;
         self.purged.store(log_id.index, Ordering::Release);
         Ok(())
-    }
-
-    /// Log id of the entry at `index`, `None` if it is not in the log.
-    fn entry_log_id(&self, index: u64) -> Result<Option<LogId>, Error> {
-        let cf = self.cf(LOG_CF)?;
-        match self.db.get_pinned_cf(&cf, log_key(index))? {
-            Some(value) => {
-                let log_id = decode_entry_log_id(&value)?;
-                check_key_matches(index, &log_id)?;
-                Ok(Some(log_id))
-            }
-            None => Ok(None),
-        }
     }
 }
 
@@ -335,6 +309,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        if let Some(written) = &self.written {
+            let started = std::time::Instant::now();
+            while written.load(Ordering::Acquire) < log_id.index {
+                if started.elapsed() > PURGE_WAIT {
+                    let error = Error::PurgeAheadOfState {
+                        purge: log_id.index,
+                        written: written.load(Ordering::Acquire),
+                    };
+                    return Err(write_logs_error(error));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
         self.purge_synced(&log_id).map_err(write_logs_error)
     }
 }
