@@ -171,6 +171,9 @@ pub fn namespace_script(rules: &[String]) -> String {
 /// Names to delete at teardown (a global so that signal and panic paths reach them).
 #[derive(Clone, Debug, Default)]
 struct Created {
+    /// Root-side veth ends: deleted first, because a namespace whose last process has not
+    /// been reaped yet outlives `ip netns delete`, and its veth pair with it.
+    veths: Vec<String>,
     namespaces: Vec<String>,
     bridge: Option<String>,
 }
@@ -187,6 +190,9 @@ pub fn teardown_recorded() {
     let Some(created) = created().take() else {
         return;
     };
+    for veth in &created.veths {
+        quiet_ip(&["link", "delete", veth]);
+    }
     for ns in &created.namespaces {
         quiet_ip(&["netns", "delete", ns]);
     }
@@ -384,6 +390,7 @@ impl Namespaces {
         };
         // Record before creating, so that a failure half-way is torn down too.
         *created() = Some(Created {
+            veths: (0..plan.slots).map(|s| plan.veth(s)).collect(),
             namespaces: (0..plan.slots).map(|s| plan.namespace(s)).collect(),
             bridge: Some(plan.bridge()),
         });
