@@ -7,6 +7,7 @@
 //! the ctrl-c handler and the panic hook ([`install_panic_hook`]) SIGKILL.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -50,16 +51,33 @@ pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         kill_recorded_pids();
+        crate::net::netns::teardown_recorded();
         previous(info);
     }));
 }
 
-/// The three ports of one slot.
+/// The address and the three ports of one slot.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Ports {
+    /// What the node binds and is reached at (127.0.0.1, or its namespace's address).
+    pub host: Ipv4Addr,
     pub grpc: u16,
     pub http: u16,
     pub raft: u16,
+}
+
+impl Ports {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.host, self.grpc))
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.host, self.http))
+    }
+
+    pub fn raft_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.host, self.raft))
+    }
 }
 
 /// How to start the servers.
@@ -71,6 +89,8 @@ pub struct Options {
     pub snapshot_logs: u64,
     /// Whether the server knows `--peer-route` (else links bypass the proxies).
     pub peer_route: bool,
+    /// Per slot, the command the server runs under (`ip netns exec <ns>`); empty: none.
+    pub wrappers: Vec<Vec<String>>,
 }
 
 struct Slot {
@@ -100,7 +120,7 @@ impl Cluster {
         let initial_peers = ports
             .iter()
             .enumerate()
-            .map(|(slot, p)| format!("{}=127.0.0.1:{}", slot + 1, p.raft))
+            .map(|(slot, p)| format!("{}={}", slot + 1, p.raft_addr()))
             .collect();
         let slots = ports
             .into_iter()
@@ -244,15 +264,23 @@ impl Cluster {
     fn command(&self, slot: usize) -> Command {
         let slots = self.lock();
         let me = &slots[slot];
-        let mut command = Command::new(&self.options.endure_bin);
+        let wrapper = self.options.wrappers.get(slot).filter(|w| !w.is_empty());
+        let mut command = match wrapper {
+            Some(wrapper) => {
+                let mut command = Command::new("ip");
+                command.args(wrapper).arg(&self.options.endure_bin);
+                command
+            }
+            None => Command::new(&self.options.endure_bin),
+        };
         command
             .arg("serve")
             .args(["--node-id", &me.node_id.to_string()])
             .arg("--data-dir")
             .arg(self.data_dir(slot))
-            .args(["--grpc-addr", &format!("127.0.0.1:{}", me.ports.grpc)])
-            .args(["--http-addr", &format!("127.0.0.1:{}", me.ports.http)])
-            .args(["--raft-addr", &format!("127.0.0.1:{}", me.ports.raft)])
+            .args(["--grpc-addr", &me.ports.grpc_addr().to_string()])
+            .args(["--http-addr", &me.ports.http_addr().to_string()])
+            .args(["--raft-addr", &me.ports.raft_addr().to_string()])
             .args(["--snapshot-logs", &self.options.snapshot_logs.to_string()]);
         if me.join {
             command.arg("--join");
@@ -309,10 +337,10 @@ impl Cluster {
 
     /// Waits until `GET /readyz` answers 200 (a leader is known), up to `timeout`.
     pub async fn wait_ready(&self, slot: usize, timeout: Duration) -> anyhow::Result<()> {
-        let port = self.ports(slot).http;
+        let addr = self.ports(slot).http_addr();
         let started = Instant::now();
         loop {
-            if readyz(port).await {
+            if readyz(addr).await {
                 return Ok(());
             }
             if !self.is_running(slot) {
@@ -331,7 +359,7 @@ impl Cluster {
 
     /// The slot's own view of the cluster (direct, not through a proxy).
     pub async fn status(&self, slot: usize) -> Result<ClusterStatus, tonic::Status> {
-        let mut admin = AdminClient::new(rpc::channel(self.ports(slot).grpc));
+        let mut admin = AdminClient::new(rpc::channel(self.ports(slot).grpc_addr()));
         rpc::call(
             STATUS_DEADLINE,
             admin.cluster_status(rpc::request(ClusterStatusRequest {}, STATUS_DEADLINE)),
@@ -396,9 +424,9 @@ fn forget_pid(pid: Option<u32>) {
 }
 
 /// One raw HTTP/1.1 `GET /readyz`; true on status 200.
-async fn readyz(port: u16) -> bool {
+async fn readyz(addr: SocketAddr) -> bool {
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
         stream
             .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .await?;

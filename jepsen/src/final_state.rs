@@ -153,7 +153,7 @@ pub async fn read_node(cluster: &Cluster, slot: usize) -> NodeState {
         node_id,
         ..Default::default()
     };
-    let mut admin = AdminClient::new(rpc::channel(cluster.ports(slot).grpc));
+    let mut admin = AdminClient::new(rpc::channel(cluster.ports(slot).grpc_addr()));
     let mut after = String::new();
     loop {
         let request = LocalStateRequest {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use endure_chaos::{nemesis, run, workload};
+use endure_chaos::{nemesis, net, run, workload};
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +22,7 @@ enum Command {
     Run(run::RunArgs),
     /// Re-check a stored run (history.jsonl, final_state.json, witness.jsonl).
     Check { dir: PathBuf },
-    /// Name the nemeses and workloads.
+    /// Name the nemeses, network backends and workloads.
     List,
 }
 
@@ -55,6 +55,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(error) => {
             endure_chaos::cluster::kill_recorded_pids();
+            endure_chaos::net::netns::teardown_recorded();
             eprintln!("endure-chaos: {error:#}");
             std::process::exit(2);
         }
@@ -64,6 +65,10 @@ fn main() {
 fn list() {
     println!("nemeses (--nemesis, comma list or `all`):");
     for (name, what) in nemesis::DESCRIPTIONS {
+        println!("  {name:<10} {what}");
+    }
+    println!("network backends (--net):");
+    for (name, what) in net::DESCRIPTIONS {
         println!("  {name:<10} {what}");
     }
     println!("workloads (always all, mixed by the clients):");

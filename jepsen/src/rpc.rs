@@ -4,6 +4,7 @@
 //! anything that is not a definite refusal is `info` (maybe happened).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -20,9 +21,9 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long an unanswered keepalive ping may wait before the connection is dropped.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A lazily connecting channel to `127.0.0.1:port` (reconnects by itself after failures).
-pub fn channel(port: u16) -> Channel {
-    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+/// A lazily connecting channel to `addr` (reconnects by itself after failures).
+pub fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
         .expect("a valid URI")
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -15,7 +15,7 @@ use crate::cluster::{self, Cluster, Options, Ports, READY_TIMEOUT};
 use crate::final_state;
 use crate::history::Op;
 use crate::nemesis::{self, clock::ChaosSupport, disk, heal, Faults, Profile};
-use crate::net::Net;
+use crate::net::{self, Backend, Net};
 use crate::recorder::{read_jsonl, Recorder, Witness};
 use crate::report::RunInfo;
 use crate::sampler;
@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Seconds to wait after the heal for every acknowledged instance to be terminal.
     #[arg(long, default_value_t = 120)]
     pub drain_limit: u64,
+    /// How partitions are made: per-link TCP proxies, or network namespaces with nft
+    /// rules (root only).
+    #[arg(long, value_enum, default_value_t = Backend::Proxy)]
+    pub net: Backend,
 }
 
 fn default_bin() -> PathBuf {
@@ -138,6 +142,7 @@ pub async fn run(args: RunArgs, command: Vec<String>) -> anyhow::Result<i32> {
         args.out.display()
     );
     let mut run = setup(args, info, kinds).await?;
+    println!("network: {:?}", run.net.backend());
     let cleanup = run.cluster.clone();
     let out = run.args.out.clone();
     let tmpfs = run.tmpfs;
@@ -150,6 +155,7 @@ pub async fn run(args: RunArgs, command: Vec<String>) -> anyhow::Result<i32> {
         if signalled {
             eprintln!("interrupted: killing the cluster");
             cleanup.kill_all_now();
+            net::netns::teardown_recorded();
             if tmpfs {
                 unmount_all(&out, cleanup.len());
             }
@@ -158,6 +164,7 @@ pub async fn run(args: RunArgs, command: Vec<String>) -> anyhow::Result<i32> {
     });
     let state = phases(&mut run).await;
     run.cluster.kill_all_now();
+    net::netns::teardown_recorded();
     if run.tmpfs {
         unmount_all(&run.args.out, run.cluster.len());
     }
@@ -182,7 +189,7 @@ async fn setup(args: RunArgs, mut info: RunInfo, kinds: Vec<String>) -> anyhow::
         bin.display()
     );
     let peer_route = cluster::server_has_flag(&bin, "--peer-route");
-    if !peer_route {
+    if !peer_route && args.net == Backend::Proxy {
         info.notes.push(
             "server has no --peer-route: raft links bypass the proxies; partitions are skipped"
                 .into(),
@@ -190,21 +197,28 @@ async fn setup(args: RunArgs, mut info: RunInfo, kinds: Vec<String>) -> anyhow::
     }
     let n = args.nodes;
     let real = cluster::pick_ports(3 * n, args.base_port)?;
+    let raft: Vec<u16> = (0..n).map(|i| real[3 * i + 2]).collect();
+    let grpc: Vec<u16> = (0..n).map(|i| real[3 * i]).collect();
+    let net = Arc::new(match args.net {
+        Backend::Proxy => {
+            Net::proxies(&raft, &grpc, args.base_port.map(|b| b + 3 * n as u16)).await?
+        }
+        Backend::Netns => Net::namespaces(&raft, &grpc)?,
+    });
     let ports: Vec<Ports> = (0..n)
         .map(|i| Ports {
+            host: net.node_host(i),
             grpc: real[3 * i],
             http: real[3 * i + 1],
             raft: real[3 * i + 2],
         })
         .collect();
-    let raft: Vec<u16> = ports.iter().map(|p| p.raft).collect();
-    let grpc: Vec<u16> = ports.iter().map(|p| p.grpc).collect();
-    let net = Arc::new(Net::start(&raft, &grpc, args.base_port.map(|b| b + 3 * n as u16)).await?);
     let options = Options {
         endure_bin: bin,
         dir: args.out.clone(),
         snapshot_logs: args.snapshot_logs,
         peer_route,
+        wrappers: (0..n).map(|i| net.exec_prefix(i)).collect(),
     };
     let cluster = Arc::new(Cluster::new(options, ports, net.raft_routes()));
     let tmpfs = mount_disks(&cluster, &kinds, &mut info);
@@ -277,19 +291,19 @@ async fn phases(run: &mut Run) -> FinalState {
     let (nemesis_tx, nemesis_stop) = watch::channel(false);
     let (sampler_tx, sampler_stop) = watch::channel(false);
     let (phase_tx, phase) = watch::channel(Phase::Run);
-    let client_ports: Vec<u16> = (0..run.cluster.len())
-        .map(|s| run.net.client_port(s))
+    let client_addrs: Vec<_> = (0..run.cluster.len())
+        .map(|s| run.net.client_addr(s, run.cluster.ports(s).grpc))
         .collect();
-    let workers: Vec<_> = client_ports
+    let workers: Vec<_> = client_addrs
         .iter()
-        .map(|&port| tokio::spawn(worker::run(port, run.witness.clone(), workers_stop.clone())))
+        .map(|&addr| tokio::spawn(worker::run(addr, run.witness.clone(), workers_stop.clone())))
         .collect();
     let samplers = sampler::spawn(run.cluster.clone(), run.recorder.clone(), sampler_stop);
     let env = ClientEnv {
         recorder: run.recorder.clone(),
         cluster: run.cluster.clone(),
         known: Arc::new(Known::default()),
-        client_ports,
+        client_addrs,
     };
     let clients = spawn_clients(run, &env, phase);
     let nemesis_env = nemesis_env(run, nemesis_stop);
@@ -353,7 +367,7 @@ fn nemesis_env(run: &Run, stop: watch::Receiver<bool>) -> nemesis::Env {
         recorder: run.recorder.clone(),
         faults: run.faults.clone(),
         stop,
-        peer_route: run.cluster.options().peer_route,
+        partitionable: run.net.can_partition(run.cluster.options().peer_route),
         tmpfs: run.tmpfs,
         chaos: Arc::new(ChaosSupport::default()),
     }

@@ -46,7 +46,7 @@ pub async fn chaos_control(
     clock_offset_ms: Option<i64>,
     failpoints: HashMap<String, String>,
 ) -> Result<ChaosControlReply, tonic::Status> {
-    let mut admin = AdminClient::new(rpc::channel(env.cluster.ports(slot).grpc));
+    let mut admin = AdminClient::new(rpc::channel(env.cluster.ports(slot).grpc_addr()));
     let request = ChaosControlRequest {
         clock_offset_ms,
         failpoints,

@@ -24,7 +24,7 @@ pub async fn heal(env: &Env) -> bool {
         }
         let _ = std::fs::remove_file(ballast_path(env, slot));
     }
-    env.net.heal();
+    let net_error = env.net.heal().err();
     if !env.chaos.unsupported() {
         for &slot in &slots {
             if env.cluster.is_running(slot) {
@@ -34,7 +34,7 @@ pub async fn heal(env: &Env) -> bool {
         }
     }
     restart(env, "heal", &slots).await;
-    let mut errors = Vec::new();
+    let mut errors: Vec<String> = net_error.map(|e| format!("{e:#}")).into_iter().collect();
     for &slot in &slots {
         if let Err(error) = env.cluster.wait_ready(slot, HEAL_WAIT).await {
             errors.push(format!("{error:#}"));

@@ -192,8 +192,9 @@ pub struct Env {
     pub recorder: Arc<Recorder>,
     pub faults: Arc<Faults>,
     pub stop: watch::Receiver<bool>,
-    /// Whether node-to-node traffic really goes through the proxies (`--peer-route`).
-    pub peer_route: bool,
+    /// Whether raft links can be cut: with proxies only when node-to-node traffic really
+    /// goes through them (`--peer-route`); always with namespaces.
+    pub partitionable: bool,
     /// Whether each slot's data dir is a size-capped tmpfs the disk nemesis may fill.
     pub tmpfs: bool,
     pub chaos: Arc<clock::ChaosSupport>,

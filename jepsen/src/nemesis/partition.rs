@@ -1,4 +1,5 @@
-//! Network partitions, as modes of the raft link proxies (client links stay open, so the
+//! Network partitions, as modes of the raft links (proxies or nft rules, whichever
+//! [`crate::net::Backend`] the run uses; client links stay open, so the
 //! clients of a cut-off node see UNAVAILABLE or time out, which the history records as
 //! `info`). Shapes: a follower isolated (leader in the majority), the leader isolated (in
 //! the minority), one-way (a node hears its peers but nothing it sends arrives), a bridge
@@ -45,7 +46,7 @@ pub async fn run(env: &Env, rng: &mut ChaCha8Rng) {
         _ => rng.random_range(0..env.cluster.len()),
     };
     let node = env.cluster.node_id(slot);
-    if !env.peer_route {
+    if !env.partitionable {
         let reason = "the server has no --peer-route: raft links bypass the proxies";
         return env.skip("partition", shape, &[node], reason);
     }
@@ -61,25 +62,36 @@ pub async fn run(env: &Env, rng: &mut ChaCha8Rng) {
     let links = cut_links(shape, slot, n, mode);
     let targets = vec![node];
     env.invoke("partition", shape, &targets);
-    apply(env, &links);
+    if let Err(error) = apply(env, &links) {
+        env.info("partition", shape, &targets, &format!("{error:#}"));
+        // Whatever part got installed must not outlive the action.
+        let _ = heal_links(env, &links);
+        drop(guard);
+        return;
+    }
     env.done("partition", shape, &targets, "installed", None);
     if shape == "flapping" {
         let started = Instant::now();
         let mut cut = true;
         while started.elapsed() < length && env.hold(FLAP_STEP).await {
             cut = !cut;
-            if cut {
+            let changed = if cut {
                 apply(env, &links)
             } else {
                 heal_links(env, &links)
+            };
+            if let Err(error) = changed {
+                tracing::error!("partition flapping: {error:#}");
             }
         }
     } else {
         env.hold(length).await;
     }
     env.invoke("partition", "heal", &targets);
-    heal_links(env, &links);
-    env.done("partition", "heal", &targets, "installed", None);
+    match heal_links(env, &links) {
+        Ok(()) => env.done("partition", "heal", &targets, "installed", None),
+        Err(error) => env.info("partition", "heal", &targets, &format!("{error:#}")),
+    }
     drop(guard);
 }
 
@@ -112,16 +124,24 @@ pub fn cut_links(shape: &str, slot: usize, n: usize, mode: Mode) -> Vec<(Link, M
     links
 }
 
-fn apply(env: &Env, links: &[(Link, Mode)]) {
+fn apply(env: &Env, links: &[(Link, Mode)]) -> anyhow::Result<()> {
     for &(link, mode) in links {
-        env.net.set(link, mode);
+        env.net.set(link, mode)?;
     }
+    Ok(())
 }
 
-fn heal_links(env: &Env, links: &[(Link, Mode)]) {
+/// Lets every link pass, trying all of them; the first error.
+fn heal_links(env: &Env, links: &[(Link, Mode)]) -> anyhow::Result<()> {
+    let mut first = Ok(());
     for &(link, _) in links {
-        env.net.set(link, Mode::Pass);
+        if let Err(error) = env.net.set(link, Mode::Pass) {
+            if first.is_ok() {
+                first = Err(error);
+            }
+        }
     }
+    first
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ async fn wipe(env: &Env, slot: usize, old: u64, new: u64) -> anyhow::Result<()> 
     let helper = (0..env.cluster.len())
         .find(|&s| s != slot && env.cluster.is_running(s) && !env.cluster.is_paused(s))
         .ok_or_else(|| anyhow::anyhow!("no live node to change the membership through"))?;
-    let mut admin = AdminClient::new(rpc::channel(env.cluster.ports(helper).grpc));
+    let mut admin = AdminClient::new(rpc::channel(env.cluster.ports(helper).grpc_addr()));
     let leave = LeaveNodeRequest { node_id: old };
     rpc::call(
         MEMBERSHIP_DEADLINE,
@@ -71,8 +71,8 @@ async fn wipe(env: &Env, slot: usize, old: u64, new: u64) -> anyhow::Result<()> 
     .map_err(|s| anyhow::anyhow!("leave {old}: {}", rpc::describe(&s)))?;
     env.cluster.replace_node(slot, new);
     env.cluster.spawn(slot)?;
-    wait_port(env.cluster.ports(slot).grpc).await?;
-    let address = format!("127.0.0.1:{}", env.cluster.ports(slot).raft);
+    wait_port(env.cluster.ports(slot).grpc_addr()).await?;
+    let address = env.cluster.ports(slot).raft_addr().to_string();
     let join = JoinNodeRequest {
         node_id: new,
         address,
@@ -86,15 +86,12 @@ async fn wipe(env: &Env, slot: usize, old: u64, new: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn wait_port(port: u16) -> anyhow::Result<()> {
+async fn wait_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
         anyhow::ensure!(
             started.elapsed() < START_TIMEOUT,
-            "new node did not open port {port}"
+            "new node did not open {addr}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

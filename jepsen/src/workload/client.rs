@@ -36,8 +36,8 @@ pub struct Env {
     pub recorder: Arc<Recorder>,
     pub cluster: Arc<Cluster>,
     pub known: Arc<Known>,
-    /// Client proxy port per slot.
-    pub client_ports: Vec<u16>,
+    /// Where the clients reach each slot (its client proxy, or the node itself).
+    pub client_addrs: Vec<std::net::SocketAddr>,
 }
 
 pub struct Client {
@@ -53,7 +53,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(process: u64, slot: usize, seed: u64, env: Env) -> Client {
-        let api = TaskHubSidecarServiceClient::new(rpc::channel(env.client_ports[slot]));
+        let api = TaskHubSidecarServiceClient::new(rpc::channel(env.client_addrs[slot]));
         Client {
             process,
             slot,

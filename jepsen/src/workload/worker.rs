@@ -5,6 +5,7 @@
 //! execution (P5). When the stream breaks (node killed, paused, cut off) it reconnects with
 //! backoff, like the Dapr SDKs do.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,15 +30,15 @@ const RECONNECT_MAX: Duration = Duration::from_secs(3);
 
 type Api = TaskHubSidecarServiceClient<Channel>;
 
-/// Runs one worker against `port` until `stop` turns true.
-pub async fn run(port: u16, witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
+/// Runs one worker against `addr` until `stop` turns true.
+pub async fn run(addr: SocketAddr, witness: Arc<Witness>, mut stop: watch::Receiver<bool>) {
     let mut backoff = RECONNECT_MIN;
     while !*stop.borrow() {
-        let session = session(port, witness.clone());
+        let session = session(addr, witness.clone());
         let ran_ok = tokio::select! {
             result = session => {
                 if let Err(error) = &result {
-                    tracing::debug!(port, %error, "worker stream ended");
+                    tracing::debug!(%addr, %error, "worker stream ended");
                 }
                 result.is_ok()
             }
@@ -56,8 +57,8 @@ pub async fn run(port: u16, witness: Arc<Witness>, mut stop: watch::Receiver<boo
 }
 
 /// One stream: Hello, GetWorkItems, then every work item in its own task.
-async fn session(port: u16, witness: Arc<Witness>) -> Result<(), tonic::Status> {
-    let mut api = Api::new(rpc::channel(port));
+async fn session(addr: SocketAddr, witness: Arc<Witness>) -> Result<(), tonic::Status> {
+    let mut api = Api::new(rpc::channel(addr));
     rpc::call(CALL_DEADLINE, api.hello(rpc::request((), CALL_DEADLINE))).await?;
     let mut stream = api
         .get_work_items(GetWorkItemsRequest::default())
