@@ -5,7 +5,7 @@ use prost_types::Timestamp;
 use crate::records::command::Kind;
 use crate::records::Command;
 use crate::view::{StateView, Tx, Write};
-use crate::{activity, complete_turn, lifecycle, protocol_text, timers, Error};
+use crate::{activity, complete_turn, lifecycle, outbox, protocol_text, timers, Error};
 
 /// What the log entry tells the state machine besides the command itself.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +35,8 @@ pub enum Effect {
         /// When it is due: the timer service wakes up no later than this.
         fire_at: Timestamp,
     },
+    /// Messages were added to the outbox: the leader delivers them.
+    OutboxAppended,
     /// The instance's status changed (`None`: it did not exist / no longer exists).
     /// Feeds the lifecycle metrics.
     StatusChanged {
@@ -147,6 +149,8 @@ pub fn apply(view: &dyn StateView, command: &Command, meta: &EntryMeta) -> Resul
         Some(Kind::RetireNode(_)) => Outcome::OK,
         Some(Kind::StallForPayload(stall)) => lifecycle::stall::apply(&mut tx, &ctx, stall)?,
         Some(Kind::Rerun(rerun)) => lifecycle::rerun::apply(&mut tx, &ctx, rerun)?,
+        Some(Kind::DeliverMessages(deliver)) => outbox::deliver(&mut tx, &ctx, deliver)?,
+        Some(Kind::AckOutbox(ack)) => outbox::ack(&mut tx, ack)?,
     };
     if let Outcome::Rejected(_) = outcome {
         return Ok(Applied {

@@ -16,6 +16,8 @@
 //!   then one file per orchestrator action (continue-as-new among them).
 //! - `activity`: applying an activity's result, fenced by the run that scheduled it.
 //! - `timers`: firing due durable timers into the run that armed them.
+//! - `outbox`: messages between instances: applying a delivery from a shard's outbox
+//!   (deduplicated by source shard and sequence) and deleting what was delivered.
 //! - [`work_items`]: the other direction: building from the tables the turns and activity
 //!   requests workers are sent, and the command that records a turn's answer.
 //! - [`query`]: the client-facing view of an instance (`OrchestrationState`).
@@ -34,6 +36,7 @@ mod error;
 mod ids;
 pub mod lifecycle;
 pub mod memory;
+mod outbox;
 pub mod protocol_text;
 pub mod query;
 pub mod time;
@@ -46,4 +49,4 @@ pub use apply::{apply, Applied, Effect, EntryMeta, Outcome, Rejection, Rejection
 pub use endure_proto::endure::internal as records;
 pub use error::Error;
 pub use records::Command;
-pub use view::{StateView, Write};
+pub use view::{Mark, StateView, Write};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use endure_proto::HistoryEvent;
 
-use crate::records::{ActivityRecord, InstanceRecord, TimerKey, TimerRecord};
-use crate::view::{StateView, Write};
+use crate::records::{ActivityRecord, InstanceRecord, OutboxMessage, TimerKey, TimerRecord};
+use crate::view::{Mark, StateView, Write};
 use crate::Error;
 
 /// Timer key in due-time order.
@@ -30,6 +30,10 @@ pub struct MemoryTables {
     pub activities: BTreeMap<(String, i32), ActivityRecord>,
     /// Armed timers in due order, with their keys.
     pub timers: BTreeMap<TimerOrder, (TimerKey, TimerRecord)>,
+    /// Messages not yet delivered, by outbox sequence number.
+    pub outbox: BTreeMap<u64, OutboxMessage>,
+    /// The counters.
+    pub marks: BTreeMap<Mark, u64>,
 }
 
 impl MemoryTables {
@@ -92,6 +96,15 @@ impl MemoryTables {
             Write::DeleteTimer { key } => {
                 self.timers.remove(&order(key));
             }
+            Write::PutOutbox { seq, message } => {
+                self.outbox.insert(*seq, message.clone());
+            }
+            Write::DeleteOutbox { upto_seq } => {
+                self.outbox.retain(|seq, _| seq > upto_seq);
+            }
+            Write::PutMark { mark, value } => {
+                self.marks.insert(*mark, *value);
+            }
         }
     }
 
@@ -140,5 +153,9 @@ impl StateView for MemoryTables {
             .timers
             .get(&order(key))
             .map(|(_, record)| record.clone()))
+    }
+
+    fn mark(&self, mark: Mark) -> Result<u64, Error> {
+        Ok(self.marks.get(&mark).copied().unwrap_or(0))
     }
 }

@@ -6,8 +6,18 @@ use std::collections::{BTreeMap, HashMap};
 use endure_proto::HistoryEvent;
 
 use crate::apply::Effect;
-use crate::records::{ActivityRecord, InstanceRecord, TimerKey, TimerRecord};
+use crate::records::{ActivityRecord, InstanceRecord, OutboxMessage, TimerKey, TimerRecord};
 use crate::Error;
+
+/// A counter the state machine keeps next to its tables (the `marks` table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mark {
+    /// Sequence number the next outbox message gets (from 1; 0 or absent: none sent yet).
+    OutboxNext,
+    /// Highest outbox sequence number of this source shard applied here (0: none): a
+    /// delivery at or below it is a repeat and applies nothing.
+    DeliveredFrom(u32),
+}
 
 /// Read-only access to the state machine's tables at the point before a command applies.
 ///
@@ -24,6 +34,8 @@ pub trait StateView {
     fn activities(&self, instance_id: &str) -> Result<Vec<(i32, ActivityRecord)>, Error>;
     /// One durable timer.
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, Error>;
+    /// A counter's value (0 when it was never written).
+    fn mark(&self, mark: Mark) -> Result<u64, Error>;
 }
 
 /// One change to the tables. An apply's writes are committed in order, in one atomic batch
@@ -92,6 +104,25 @@ pub enum Write {
         /// The timer's key.
         key: TimerKey,
     },
+    /// Adds a message to this shard's outbox, for the leader to deliver.
+    PutOutbox {
+        /// Its sequence number in the outbox (the [`Mark::OutboxNext`] it took).
+        seq: u64,
+        /// The message.
+        message: OutboxMessage,
+    },
+    /// Removes every outbox message with a sequence number up to `upto_seq`: delivered.
+    DeleteOutbox {
+        /// The last one removed.
+        upto_seq: u64,
+    },
+    /// Sets a counter.
+    PutMark {
+        /// Which counter.
+        mark: Mark,
+        /// Its new value.
+        value: u64,
+    },
 }
 
 /// Ordered key of a timer inside the overlay.
@@ -113,6 +144,7 @@ pub(crate) struct Tx<'a> {
     history: HashMap<String, (bool, Vec<HistoryEvent>)>,
     activities: BTreeMap<(String, i32), Option<ActivityRecord>>,
     timers: BTreeMap<TimerSortKey, Option<TimerRecord>>,
+    marks: HashMap<Mark, u64>,
 }
 
 impl<'a> Tx<'a> {
@@ -127,6 +159,7 @@ impl<'a> Tx<'a> {
             history: HashMap::new(),
             activities: BTreeMap::new(),
             timers: BTreeMap::new(),
+            marks: HashMap::new(),
         }
     }
 
@@ -371,5 +404,31 @@ impl<'a> Tx<'a> {
     pub fn delete_timer(&mut self, key: &TimerKey) {
         self.timers.insert(timer_sort_key(key), None);
         self.writes.push(Write::DeleteTimer { key: key.clone() });
+    }
+
+    pub fn mark(&self, mark: Mark) -> Result<u64, Error> {
+        match self.marks.get(&mark) {
+            Some(value) => Ok(*value),
+            None => self.view.mark(mark),
+        }
+    }
+
+    pub fn put_mark(&mut self, mark: Mark, value: u64) {
+        self.marks.insert(mark, value);
+        self.writes.push(Write::PutMark { mark, value });
+    }
+
+    /// Puts a message for another instance (or this one) in the outbox, in this batch:
+    /// it is delivered after commit, by the leader, through the target's shard.
+    pub fn send(&mut self, message: OutboxMessage) -> Result<(), Error> {
+        let seq = self.mark(Mark::OutboxNext)?.max(1);
+        self.put_mark(Mark::OutboxNext, seq + 1);
+        self.writes.push(Write::PutOutbox { seq, message });
+        self.effect(Effect::OutboxAppended);
+        Ok(())
+    }
+
+    pub fn delete_outbox(&mut self, upto_seq: u64) {
+        self.writes.push(Write::DeleteOutbox { upto_seq });
     }
 }

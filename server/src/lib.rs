@@ -10,6 +10,7 @@
 //! - [`http`]: Dapr's workflow HTTP API, health, readiness, metrics; adapters over `service`.
 //! - [`dispatch`]: leader only; sends turns and activities to workers, fences their answers.
 //! - [`timers`]: leader only; fires due durable timers.
+//! - [`outbox`]: leader only; delivers messages between instances (children, events).
 //! - [`cluster`]: proposing through Raft, the leader's clock, leadership, membership.
 //! - [`telemetry`]: Prometheus metrics; every name in [`telemetry::names`].
 //! - [`cli`]: the `endure workflow` and `endure cluster` commands (gRPC clients).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dispatch;
 pub mod grpc;
 pub mod http;
+pub mod outbox;
 pub mod service;
 pub mod sync;
 pub mod telemetry;

@@ -3,6 +3,7 @@
 //! sign bit flipped so negative values sort first.
 
 use endure_engine::records::TimerKey;
+use endure_engine::Mark;
 use prost_types::Timestamp;
 
 use crate::Error;
@@ -81,6 +82,40 @@ pub fn parse_task_id(rest: &[u8]) -> Option<i32> {
     (rest.len() == 4).then(|| unflip_i32(rest))
 }
 
+/// `seq(u64)`: outbox rows in sequence order.
+pub fn outbox(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The inverse of [`outbox`].
+pub fn parse_outbox(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// `0x00`: the next outbox sequence number; `0x01 ++ shard(u32)`: the last one applied
+/// from that source shard.
+pub fn mark(mark: Mark) -> Vec<u8> {
+    match mark {
+        Mark::OutboxNext => vec![0],
+        Mark::DeliveredFrom(shard) => {
+            let mut key = vec![1];
+            key.extend_from_slice(&shard.to_be_bytes());
+            key
+        }
+    }
+}
+
+/// The inverse of [`mark`].
+pub fn parse_mark(bytes: &[u8]) -> Option<Mark> {
+    match bytes {
+        [0] => Some(Mark::OutboxNext),
+        [1, shard @ ..] => Some(Mark::DeliveredFrom(u32::from_be_bytes(
+            shard.try_into().ok()?,
+        ))),
+        _ => None,
+    }
+}
+
 fn flip_i32(value: i32) -> [u8; 4] {
     ((value as u32) ^ (1 << 31)).to_be_bytes()
 }
@@ -117,6 +152,22 @@ mod tests {
             assert_eq!(&parse_timer(bytes).unwrap(), k);
         }
         assert!(parse_timer(&encoded[0][..10]).is_err());
+    }
+
+    #[test]
+    fn outbox_and_mark_keys_round_trip_in_order() {
+        assert!(outbox(2) < outbox(256));
+        assert_eq!(parse_outbox(&outbox(77)), Some(77));
+        for m in [
+            Mark::OutboxNext,
+            Mark::DeliveredFrom(0),
+            Mark::DeliveredFrom(7),
+        ] {
+            assert_eq!(parse_mark(&mark(m)), Some(m));
+        }
+        assert_eq!(mark(Mark::DeliveredFrom(1)), [1, 0, 0, 0, 1]);
+        assert_eq!(parse_mark(&[2]), None);
+        assert_eq!(parse_mark(&[1, 0]), None);
     }
 
     #[test]

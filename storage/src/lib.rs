@@ -16,7 +16,7 @@ pub mod memory;
 pub mod rocks;
 pub mod snapshot;
 
-use endure_engine::records::{ActivityRecord, InstanceRecord, TimerKey};
+use endure_engine::records::{ActivityRecord, InstanceRecord, OutboxMessage, TimerKey};
 use endure_engine::{StateView, Write};
 use prost_types::Timestamp;
 
@@ -32,6 +32,9 @@ pub const PENDING_ACTIVITIES_PAGE_ROWS: usize = 1_000;
 
 /// A scheduled activity without a result: its instance ID, task ID and record.
 pub type PendingActivity = (String, i32, ActivityRecord);
+
+/// A message in the outbox: its sequence number and the message.
+pub type OutboxRow = (u64, OutboxMessage);
 
 /// [`Error::PageTooLarge`] unless `limit` is within [`MAX_SCAN_ROWS`].
 pub(crate) fn check_page(limit: usize) -> Result<(), Error> {
@@ -106,6 +109,9 @@ pub trait Store: StateView + Send + Sync + 'static {
             }
         }
     }
+    /// Outbox messages with a sequence number above `after`, in order, at most `limit`
+    /// ([`Error::PageTooLarge`] above [`MAX_SCAN_ROWS`]).
+    fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxRow>, Error>;
     /// About how many timers are armed (cheap; for metrics).
     fn estimate_timers(&self) -> Result<Option<u64>, Error>;
     /// The whole state machine as bytes, from one consistent point in time.

@@ -5,13 +5,13 @@ use std::sync::Mutex;
 
 use endure_engine::memory::MemoryTables;
 use endure_engine::records::{ActivityRecord, InstanceRecord, TimerKey, TimerRecord};
-use endure_engine::{StateView, Write};
+use endure_engine::{Mark, StateView, Write};
 use endure_proto::HistoryEvent;
 use prost::Message;
 use prost_types::Timestamp;
 
 use crate::snapshot::{self, Dump};
-use crate::{check_page, check_rows, keys, rocks, Error, PendingActivity, Store};
+use crate::{check_page, check_rows, keys, rocks, Error, OutboxRow, PendingActivity, Store};
 
 #[derive(Default)]
 struct Inner {
@@ -56,6 +56,9 @@ impl StateView for MemoryStore {
     }
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, endure_engine::Error> {
         self.with(|inner| inner.tables.timer(key))
+    }
+    fn mark(&self, mark: Mark) -> Result<u64, endure_engine::Error> {
+        self.with(|inner| inner.tables.mark(mark))
     }
 }
 
@@ -141,6 +144,16 @@ impl Store for MemoryStore {
                 .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0));
             rows.into_iter().take(limit).map(|(_, row)| row).collect()
+        }))
+    }
+
+    fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxRow>, Error> {
+        check_page(limit)?;
+        Ok(self.with(|inner| {
+            let rows = inner.tables.outbox.range(after.saturating_add(1)..);
+            rows.take(limit)
+                .map(|(seq, message)| (*seq, message.clone()))
+                .collect()
         }))
     }
 

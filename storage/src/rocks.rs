@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use endure_engine::records::{ActivityRecord, InstanceRecord, TimerKey, TimerRecord};
-use endure_engine::{StateView, Write};
+use endure_engine::{Mark, StateView, Write};
 use endure_proto::HistoryEvent;
 use prost::Message;
 use prost_types::Timestamp;
@@ -15,8 +15,8 @@ use rocksdb::{
 };
 
 use crate::keys;
-use crate::snapshot::{Dump, DumpRow, Table, APPLIED_META_KEY};
-use crate::{check_page, check_rows, Error, PendingActivity, Store};
+use crate::snapshot::{mark_value, Dump, DumpRow, Table, APPLIED_META_KEY};
+use crate::{check_page, check_rows, Error, OutboxRow, PendingActivity, Store};
 
 pub const INSTANCES: &str = Table::Instances.column_family();
 pub const HISTORY: &str = Table::History.column_family();
@@ -24,10 +24,13 @@ pub const INBOX: &str = Table::Inbox.column_family();
 pub const ACTIVITIES: &str = Table::Activities.column_family();
 pub const TIMERS: &str = Table::Timers.column_family();
 pub const SM_META: &str = Table::Meta.column_family();
+pub const OUTBOX: &str = Table::Outbox.column_family();
+pub const MARKS: &str = Table::Marks.column_family();
 
 /// The state machine's column families, in [`Table`] number order.
-pub const STATE_COLUMN_FAMILIES: [&str; 6] =
-    [INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META];
+pub const STATE_COLUMN_FAMILIES: [&str; 8] = [
+    INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META, OUTBOX, MARKS,
+];
 
 /// Opens (creating if missing) the node's database with the state machine's column
 /// families plus `extra` ones (the Raft log's). A database that RocksDB cannot open or
@@ -142,6 +145,17 @@ impl RocksStore {
                 batch.put_cf(self.cf(TIMERS), keys::timer(key), record.encode_to_vec())
             }
             Write::DeleteTimer { key } => batch.delete_cf(self.cf(TIMERS), keys::timer(key)),
+            Write::PutOutbox { seq, message } => {
+                batch.put_cf(self.cf(OUTBOX), keys::outbox(*seq), message.encode_to_vec())
+            }
+            Write::DeleteOutbox { upto_seq } => {
+                // delete_range excludes its end key, so the row at `upto_seq` goes on its own.
+                batch.delete_range_cf(self.cf(OUTBOX), keys::outbox(0), keys::outbox(*upto_seq));
+                batch.delete_cf(self.cf(OUTBOX), keys::outbox(*upto_seq));
+            }
+            Write::PutMark { mark, value } => {
+                batch.put_cf(self.cf(MARKS), keys::mark(*mark), value.to_be_bytes())
+            }
         }
     }
 }
@@ -204,6 +218,17 @@ impl StateView for RocksStore {
 
     fn timer(&self, key: &TimerKey) -> Result<Option<TimerRecord>, endure_engine::Error> {
         Ok(self.get(TIMERS, &keys::timer(key))?)
+    }
+
+    fn mark(&self, mark: Mark) -> Result<u64, endure_engine::Error> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(MARKS), keys::mark(mark))
+            .map_err(Error::from)?
+        {
+            Some(bytes) => Ok(mark_value(&bytes).ok_or_else(|| corrupt_key(MARKS))?),
+            None => Ok(0),
+        }
     }
 }
 
@@ -311,6 +336,22 @@ impl Store for RocksStore {
             activities.push((instance_id, task_id, decode(ACTIVITIES, &value)?));
         }
         Ok(activities)
+    }
+
+    fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxRow>, Error> {
+        check_page(limit)?;
+        let start = keys::outbox(after.saturating_add(1));
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut rows = Vec::new();
+        for row in self.db.iterator_cf(self.cf(OUTBOX), mode) {
+            if rows.len() >= limit {
+                break;
+            }
+            let (key, value) = row?;
+            let seq = keys::parse_outbox(&key).ok_or_else(|| corrupt_key(OUTBOX))?;
+            rows.push((seq, decode(OUTBOX, &value)?));
+        }
+        Ok(rows)
     }
 
     fn estimate_timers(&self) -> Result<Option<u64>, Error> {

@@ -8,7 +8,7 @@
 //! must still load. Never renumber or rename; only add (the tests below pin them).
 
 use endure_engine::memory::MemoryTables;
-use endure_engine::records::{ActivityRecord, InstanceRecord, TimerRecord};
+use endure_engine::records::{ActivityRecord, InstanceRecord, OutboxMessage, TimerRecord};
 use endure_engine::Write;
 use endure_proto::HistoryEvent;
 use prost::Message;
@@ -31,6 +31,10 @@ pub enum Table {
     Timers = 4,
     /// The state machine's applied meta: one row, at [`APPLIED_META_KEY`].
     Meta = 5,
+    /// Messages to other instances not yet delivered, keyed by [`keys::outbox`].
+    Outbox = 6,
+    /// The counters of [`endure_engine::Mark`] (u64, big-endian), keyed by [`keys::mark`].
+    Marks = 7,
 }
 
 /// Key of the one row of [`Table::Meta`]: the applied meta stored with every commit.
@@ -38,13 +42,15 @@ pub const APPLIED_META_KEY: &[u8] = b"applied";
 
 impl Table {
     /// Every table, in number order (the order an export lists them in).
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 8] = [
         Table::Instances,
         Table::History,
         Table::Inbox,
         Table::Activities,
         Table::Timers,
         Table::Meta,
+        Table::Outbox,
+        Table::Marks,
     ];
 
     /// The number a [`DumpRow`] stores.
@@ -68,6 +74,8 @@ impl Table {
             Table::Activities => "activities",
             Table::Timers => "timers",
             Table::Meta => "sm_meta",
+            Table::Outbox => "outbox",
+            Table::Marks => "marks",
         }
     }
 }
@@ -155,6 +163,14 @@ pub(crate) fn dump_tables(tables: &MemoryTables, applied_meta: Option<&[u8]>) ->
         let key = keys::timer(key);
         rows.push(DumpRow::new(Table::Timers, key, record.encode_to_vec()));
     }
+    for (seq, message) in &tables.outbox {
+        let key = keys::outbox(*seq).to_vec();
+        rows.push(DumpRow::new(Table::Outbox, key, message.encode_to_vec()));
+    }
+    for (mark, value) in &tables.marks {
+        let value = value.to_be_bytes().to_vec();
+        rows.push(DumpRow::new(Table::Marks, keys::mark(*mark), value));
+    }
     if let Some(meta) = applied_meta {
         let key = APPLIED_META_KEY.to_vec();
         rows.push(DumpRow::new(Table::Meta, key, meta.to_vec()));
@@ -218,9 +234,22 @@ fn row_write(table: Table, DumpRow { key, value, .. }: &DumpRow) -> Result<Write
             key: keys::parse_timer(key)?,
             record: TimerRecord::decode(value.as_slice()).map_err(|_| corrupt())?,
         },
+        Table::Outbox => Write::PutOutbox {
+            seq: keys::parse_outbox(key).ok_or_else(corrupt)?,
+            message: OutboxMessage::decode(value.as_slice()).map_err(|_| corrupt())?,
+        },
+        Table::Marks => Write::PutMark {
+            mark: keys::parse_mark(key).ok_or_else(corrupt)?,
+            value: mark_value(value).ok_or_else(corrupt)?,
+        },
         Table::Meta => unreachable!("the applied meta is not a table write"),
     };
     Ok(write)
+}
+
+/// A counter's stored value (u64, big-endian).
+pub(crate) fn mark_value(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -238,14 +267,16 @@ mod tests {
             (Table::Activities, 3, "activities"),
             (Table::Timers, 4, "timers"),
             (Table::Meta, 5, "sm_meta"),
+            (Table::Outbox, 6, "outbox"),
+            (Table::Marks, 7, "marks"),
         ];
         for (table, number, name) in pinned {
             assert_eq!(table.number(), number, "{table:?}");
             assert_eq!(table.column_family(), name, "{table:?}");
             assert_eq!(Table::from_number(number), Some(table));
         }
-        assert_eq!(Table::ALL.map(|t| t.number()), [0, 1, 2, 3, 4, 5]);
-        assert_eq!(Table::from_number(6), None);
+        assert_eq!(Table::ALL.map(|t| t.number()), [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(Table::from_number(8), None);
         assert_eq!(APPLIED_META_KEY, b"applied");
     }
 

@@ -1,20 +1,20 @@
-//! CreateSubOrchestration: the history records the child's creation and the child starts
-//! as an instance of its own, pointing back at this run. A child ID held by an active
-//! instance fails the child task at once instead of disturbing that instance.
+//! CreateSubOrchestration: the history records the child's creation and the child starts,
+//! through the outbox, as an instance of its own pointing back at this run. A child ID held
+//! by an active instance fails the child task at once instead of disturbing that instance
+//! (the child's shard answers with the failure: see `outbox`).
 
 use endure_proto::history_event::EventType;
 use endure_proto::{
     CreateSubOrchestrationAction, OrchestrationInstance, OrchestratorAction, ParentInstanceInfo,
-    SubOrchestrationInstanceCreatedEvent, SubOrchestrationInstanceFailedEvent, TaskFailureDetails,
+    SubOrchestrationInstanceCreatedEvent,
 };
 
 use super::append_action_event;
 use crate::apply::Ctx;
-use crate::lifecycle::event;
-use crate::lifecycle::start::{self, NewInstance};
+use crate::lifecycle::start::NewInstance;
 use crate::records::InstanceRecord;
 use crate::view::Tx;
-use crate::{protocol_text, Error};
+use crate::Error;
 
 pub(super) fn apply(
     tx: &mut Tx<'_>,
@@ -48,10 +48,7 @@ pub(super) fn apply(
         execution_id: ctx.generated_id(action.id as u32),
         ..NewInstance::default()
     };
-    if let Err(rejection) = start::create(tx, ctx, spec)? {
-        fail_at_once(tx, ctx, record, action, rejection.message)?;
-    }
-    Ok(())
+    tx.send(crate::outbox::start_message(spec))
 }
 
 /// The child's ID: the one the workflow chose, or `<parent>:<action id in hex>`.
@@ -79,30 +76,4 @@ fn parent_info(record: &InstanceRecord, action: &OrchestratorAction) -> ParentIn
         }),
         ..Default::default()
     }
-}
-
-/// The child could not be created: the parent's inbox gets the child task's failure.
-fn fail_at_once(
-    tx: &mut Tx<'_>,
-    ctx: &Ctx,
-    record: InstanceRecord,
-    action: &OrchestratorAction,
-    message: String,
-) -> Result<(), Error> {
-    let failed = SubOrchestrationInstanceFailedEvent {
-        task_scheduled_id: action.id,
-        failure_details: Some(TaskFailureDetails {
-            error_type: protocol_text::CHILD_CREATION_FAILED.into(),
-            error_message: message,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut parent = tx.instance(&record.instance_id)?.unwrap_or(record);
-    tx.push_inbox(
-        &mut parent,
-        event(ctx.now, EventType::SubOrchestrationInstanceFailed(failed)),
-    );
-    tx.put_instance(&parent);
-    Ok(())
 }

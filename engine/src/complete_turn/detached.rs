@@ -1,11 +1,11 @@
 //! CreateDetachedWorkflow: the workflow starts an instance that is not its child (no parent
-//! link, no result comes back). An ID that is taken means it is simply not started, as in
-//! Dapr.
+//! link, no result comes back), through the outbox. An ID that is taken means it is simply
+//! not started, as in Dapr.
 
 use endure_proto::{CreateDetachedWorkflowAction, OrchestratorAction};
 
 use crate::apply::Ctx;
-use crate::lifecycle::start::{self, NewInstance};
+use crate::lifecycle::start::NewInstance;
 use crate::view::Tx;
 use crate::Error;
 
@@ -27,6 +27,5 @@ pub(super) fn apply(
         execution_id: ctx.generated_id(action.id as u32),
         ..NewInstance::default()
     };
-    let _not_started_if_taken = start::create(tx, ctx, spec)?;
-    Ok(())
+    tx.send(crate::outbox::start_message(spec))
 }

@@ -148,7 +148,7 @@ fn apply_action(
             return Ok(Flow::Stop);
         }
         Some(Action::TerminateOrchestration(terminate)) => {
-            terminate::apply(tx, ctx, terminate)?;
+            terminate::apply(tx, terminate)?;
         }
         Some(Action::OrchestratorVersionNotAvailable(_)) => {
             version_not_available::apply(tx, ctx, &mut record);

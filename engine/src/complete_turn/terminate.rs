@@ -3,23 +3,21 @@
 
 use endure_proto::TerminateOrchestrationAction;
 
-use crate::apply::Ctx;
-use crate::lifecycle::is_terminal;
-use crate::lifecycle::terminate::terminate_instance;
+use crate::records::{outbox_message, OutboxMessage, TerminateRun};
 use crate::view::Tx;
 use crate::Error;
 
+/// The terminate goes through the outbox to the target's shard.
 pub(super) fn apply(
     tx: &mut Tx<'_>,
-    ctx: &Ctx,
     terminate: &TerminateOrchestrationAction,
 ) -> Result<(), Error> {
-    let Some(target) = tx.instance(&terminate.instance_id)? else {
-        return Ok(());
-    };
-    if is_terminal(target.status) {
-        return Ok(());
-    }
-    let reason = terminate.reason.clone();
-    terminate_instance(tx, ctx, target, reason, terminate.recurse)
+    tx.send(OutboxMessage {
+        target_instance_id: terminate.instance_id.clone(),
+        kind: Some(outbox_message::Kind::TerminateRun(TerminateRun {
+            output: terminate.reason.clone(),
+            recursive: terminate.recurse,
+            ..TerminateRun::default()
+        })),
+    })
 }

@@ -19,7 +19,7 @@ use endure_proto::{
 use prost_types::Timestamp;
 
 use crate::apply::Ctx;
-use crate::records::InstanceRecord;
+use crate::records::{outbox_message, ChildEnded, InstanceRecord, OutboxMessage};
 use crate::view::Tx;
 use crate::{protocol_text, Error};
 
@@ -99,9 +99,10 @@ fn drop_pending(tx: &mut Tx<'_>, record: &mut InstanceRecord) -> Result<(), Erro
     Ok(())
 }
 
-/// Delivers a finished child's result to its parent's inbox. The parent gets
+/// Sends a finished child's result to its parent (through the outbox). The parent gets
 /// `SubOrchestrationInstanceCompleted` for COMPLETED and `...Failed` for every other end,
-/// as Dapr does; a parent that moved on to another run or ended is not told.
+/// as Dapr does; a parent that moved on to another run or ended is not told (the parent's
+/// shard decides that when the message arrives).
 fn notify_parent(tx: &mut Tx<'_>, ctx: &Ctx, child: &InstanceRecord) -> Result<(), Error> {
     let Some(parent_info) = &child.parent else {
         return Ok(());
@@ -109,13 +110,6 @@ fn notify_parent(tx: &mut Tx<'_>, ctx: &Ctx, child: &InstanceRecord) -> Result<(
     let Some(parent_ref) = &parent_info.orchestration_instance else {
         return Ok(());
     };
-    let Some(mut parent) = tx.instance(&parent_ref.instance_id)? else {
-        return Ok(());
-    };
-    let same_run = parent_ref.execution_id.as_deref() == Some(parent.execution_id.as_str());
-    if !same_run || is_terminal(parent.status) {
-        return Ok(());
-    }
     let task_scheduled_id = parent_info.task_scheduled_id;
     let kind = if child.status() == OrchestrationStatus::Completed {
         EventType::SubOrchestrationInstanceCompleted(SubOrchestrationInstanceCompletedEvent {
@@ -130,9 +124,13 @@ fn notify_parent(tx: &mut Tx<'_>, ctx: &Ctx, child: &InstanceRecord) -> Result<(
             ..Default::default()
         })
     };
-    tx.push_inbox(&mut parent, event(ctx.now, kind));
-    tx.put_instance(&parent);
-    Ok(())
+    tx.send(OutboxMessage {
+        target_instance_id: parent_ref.instance_id.clone(),
+        kind: Some(outbox_message::Kind::ChildEnded(ChildEnded {
+            parent_execution_id: parent_ref.execution_id.clone().unwrap_or_default(),
+            event: Some(event(ctx.now, kind)),
+        })),
+    })
 }
 
 /// The failure a parent sees for a child that did not complete.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::{event, is_terminal};
 use crate::apply::{Ctx, Outcome, Rejection, RejectionCode};
-use crate::records::{InstanceRecord, StartInstance, TimerKey};
+use crate::records::{InstanceRecord, StartInstance, StartRun, TimerKey};
 use crate::timers::SCHEDULED_START_TIMER_ID;
 use crate::view::Tx;
 use crate::{protocol_text, time, Error};
@@ -101,6 +101,43 @@ pub fn create(
     }
     tx.put_instance(&record);
     Ok(Ok(()))
+}
+
+/// The outbox form of `spec` (see [`from_message`]).
+pub(crate) fn to_message(spec: NewInstance) -> StartRun {
+    StartRun {
+        start: Some(StartInstance {
+            instance_id: spec.instance_id,
+            name: spec.name,
+            input: spec.input,
+            version: spec.version,
+            scheduled_start: spec.scheduled_start,
+            tags: spec.tags,
+            enforce_unique: spec.enforce_unique,
+            router: spec.router,
+            parent_trace_context: spec.trace_context,
+        }),
+        execution_id: spec.execution_id,
+        parent: spec.parent,
+    }
+}
+
+/// The run an outbox `StartRun` creates.
+pub(crate) fn from_message(run: &StartRun) -> NewInstance {
+    let start = run.start.clone().unwrap_or_default();
+    NewInstance {
+        instance_id: start.instance_id,
+        name: start.name,
+        input: start.input,
+        version: start.version,
+        scheduled_start: start.scheduled_start,
+        tags: start.tags,
+        parent: run.parent.clone(),
+        router: start.router,
+        trace_context: start.parent_trace_context,
+        enforce_unique: start.enforce_unique,
+        execution_id: run.execution_id.clone(),
+    }
 }
 
 /// The ExecutionStarted event of a new run.

@@ -1,12 +1,13 @@
 //! Terminate: the engine ends the run itself (no worker needed), records the given output,
-//! and with `recursive` ends every active child too.
+//! and with `recursive` ends every active child too (through the outbox: see `outbox`).
 
 use endure_proto::history_event::EventType;
 use endure_proto::{ExecutionTerminatedEvent, OrchestrationStatus};
 
 use super::{event, finish_run, is_terminal, Ending, NO_ACTION_EVENT_ID};
 use crate::apply::{Ctx, Outcome, Rejection};
-use crate::records::{InstanceRecord, Terminate};
+use crate::records::outbox_message::Kind;
+use crate::records::{InstanceRecord, OutboxMessage, Terminate, TerminateRun};
 use crate::view::Tx;
 use crate::Error;
 
@@ -64,14 +65,18 @@ pub fn terminate_instance(
     };
     finish_run(tx, ctx, &mut record, ending)?;
     if recursive {
+        // Each child, wherever its shard, ends when the message reaches it, if it is still
+        // the run this one created.
         for child_id in &record.children {
-            let Some(child) = tx.instance(child_id)? else {
-                continue;
-            };
-            if is_terminal(child.status) || !is_child_of(&child, &record) {
-                continue;
-            }
-            terminate_instance(tx, ctx, child, output.clone(), true)?;
+            tx.send(OutboxMessage {
+                target_instance_id: child_id.clone(),
+                kind: Some(Kind::TerminateRun(TerminateRun {
+                    output: output.clone(),
+                    recursive: true,
+                    parent_instance_id: record.instance_id.clone(),
+                    parent_execution_id: record.execution_id.clone(),
+                })),
+            })?;
         }
     }
     Ok(())
@@ -79,12 +84,21 @@ pub fn terminate_instance(
 
 /// The child's current run was created by this run of the parent (IDs can be reused).
 pub fn is_child_of(child: &InstanceRecord, parent: &InstanceRecord) -> bool {
+    is_child_of_run(child, &parent.instance_id, &parent.execution_id)
+}
+
+/// The child's current run was created by the parent's run `parent_execution_id`.
+pub fn is_child_of_run(
+    child: &InstanceRecord,
+    parent_instance_id: &str,
+    parent_execution_id: &str,
+) -> bool {
     child
         .parent
         .as_ref()
         .and_then(|p| p.orchestration_instance.as_ref())
         .is_some_and(|p| {
-            p.instance_id == parent.instance_id
-                && p.execution_id.as_deref() == Some(parent.execution_id.as_str())
+            p.instance_id == parent_instance_id
+                && p.execution_id.as_deref() == Some(parent_execution_id)
         })
 }

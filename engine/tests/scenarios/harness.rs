@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use endure_engine::memory::MemoryTables;
 use endure_engine::records::command::Kind;
-use endure_engine::records::{FireTimers, InstanceRecord, StartInstance};
+use endure_engine::records::{
+    AckOutbox, DeliverMessages, FireTimers, InstanceRecord, OutboxEntry, StartInstance,
+};
 use endure_engine::work_items::{self, Turn};
 use endure_engine::{apply, Applied, Command, Effect, EntryMeta, Error, Outcome, StateView};
 use endure_proto::history_event::EventType;
@@ -38,6 +40,8 @@ pub struct Harness {
     pub now_secs: i64,
     index: u64,
     runs: BTreeMap<String, Vec<String>>,
+    /// The last delivery the relay made, to repeat it.
+    pub last_delivery: Option<DeliverMessages>,
 }
 
 impl Default for Harness {
@@ -47,6 +51,7 @@ impl Default for Harness {
             now_secs: START_SECS,
             index: 0,
             runs: BTreeMap::new(),
+            last_delivery: None,
         }
     }
 }
@@ -159,6 +164,34 @@ impl Harness {
     pub fn fire_due(&mut self) -> Applied {
         let due = self.tables.due_timers(&ts(self.now_secs + 1));
         self.run(Kind::FireTimers(FireTimers { timers: due }))
+    }
+
+    /// Delivers the outbox as the leader's relay does (one shard: every target is here)
+    /// until it is empty, a delivery then an acknowledgement per round; what each did.
+    pub fn relay(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(upto) = self.tables.outbox.keys().next_back().copied() {
+            let entries: Vec<OutboxEntry> = (self.tables.outbox.iter())
+                .map(|(seq, message)| OutboxEntry {
+                    seq: *seq,
+                    message: Some(message.clone()),
+                })
+                .collect();
+            let first = entries[0].seq;
+            lines.push(format!("outbox: deliver #{first}..#{upto}"));
+            let deliver = DeliverMessages {
+                source_shard: 0,
+                entries,
+            };
+            self.last_delivery = Some(deliver.clone());
+            lines.extend(render_applied(&self.run(Kind::DeliverMessages(deliver))));
+            let acked = self.run(Kind::AckOutbox(AckOutbox { upto_seq: upto }));
+            lines.push(format!(
+                "outbox: ack #{upto}: {}",
+                render_outcome(&acked.outcome)
+            ));
+        }
+        lines
     }
 
     /// The committed history of the instance's current run.
@@ -337,6 +370,7 @@ pub fn render_effect(effect: &Effect) -> String {
             task_id,
         } => format!("ActivityScheduled {instance_id} #{task_id}"),
         Effect::TimerArmed { fire_at } => format!("TimerArmed {}", time(&Some(*fire_at))),
+        Effect::OutboxAppended => "OutboxAppended".to_string(),
         Effect::StatusChanged {
             instance_id,
             name,

@@ -23,6 +23,10 @@
 //! - `stall <id>`: the dispatcher finds the instance's next turn too large for a worker.
 //! - `next-turn <id>`, `history <id>`, `state <id>`: what the dispatcher would send, the
 //!   committed history, and the instance's record (no command is applied).
+//! - After every command that applies, the relay delivers the outbox as the leader does
+//!   (`outbox: deliver #a..#b`, what the delivery did, `outbox: ack #b`), until it is
+//!   empty. `outbox hold` stops that, `outbox release` delivers what waits and resumes it,
+//!   `outbox redeliver` repeats the last delivery (as a new leader or a lost answer would).
 //!
 //! Actions (one per line after `turn` or `answer`): `schedule <id> <name> [input=P]`,
 //! `timer <id> in=S|never`, `child <id> <child-id|-> [name=N] [input=P]`,
@@ -171,6 +175,11 @@ impl Args {
             .unwrap_or_else(|| panic!("missing argument {i} in {:?}", self.words))
     }
 
+    /// The `i`-th word, if there is one.
+    pub fn word_or(&self, i: usize) -> Option<String> {
+        self.words.get(i).cloned()
+    }
+
     /// The `i`-th word as a number.
     pub fn number(&self, i: usize) -> i32 {
         self.word(i).parse().expect("a number")
@@ -188,14 +197,52 @@ impl Args {
 }
 
 /// The harness plus the turns held for a later answer.
-#[derive(Default)]
 struct Session {
     harness: Harness,
     held: HashMap<String, Turn>,
+    /// Deliver the outbox after every command (`outbox hold` turns it off).
+    relay: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            harness: Harness::default(),
+            held: HashMap::new(),
+            relay: true,
+        }
+    }
 }
 
 impl Session {
+    /// Runs one block; then, unless held, the relay delivers what the outbox holds.
     fn execute(&mut self, line: &str, input: &[String]) -> Vec<String> {
+        let word = Args::of(line).word(0);
+        match (word.as_str(), Args::of(line).word_or(1).as_deref()) {
+            ("outbox", Some("hold")) => {
+                self.relay = false;
+                return vec!["outbox held".to_string()];
+            }
+            ("outbox", Some("release")) => {
+                self.relay = true;
+                return self.harness.relay();
+            }
+            ("outbox", Some("redeliver")) => {
+                let deliver = self.harness.last_delivery.clone().expect("a delivery");
+                let applied = self.harness.run(Kind::DeliverMessages(deliver));
+                return harness::render_applied(&applied);
+            }
+            _ => {}
+        }
+        let mut lines = self.execute_one(line, input);
+        let reads = ["next-turn", "history", "state", "hold", "advance"];
+        if self.relay && !reads.contains(&word.as_str()) {
+            lines.extend(self.harness.relay());
+        }
+        lines
+    }
+
+    fn execute_one(&mut self, line: &str, input: &[String]) -> Vec<String> {
         let args = Args::of(line);
         let h = &mut self.harness;
         let kind = match args.word(0).as_str() {

@@ -83,9 +83,9 @@ impl LeaderClock {
         }
     }
 
-    /// The wall clock this time line was built from.
-    pub fn wall(&self) -> Timestamp {
-        self.wall.now()
+    /// One reading of the wall clock this time line is built from ([`WallReference`]).
+    pub fn wall_reference(&self) -> WallReference {
+        WallReference::read(self.wall.as_ref())
     }
 
     /// Starts a term's time line at `base` (see [`term_base`]).
@@ -115,6 +115,32 @@ impl Clock for LeaderClock {
 
 fn add(at: &Timestamp, elapsed: Duration) -> Timestamp {
     time::add_nanos(at, i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// One reading of this node's wall clock, continued by the monotonic clock: every local
+/// time a new leader compares its peers' clocks with is taken from it, so a wall clock that
+/// jumps while the peers answer (NTP stepping it, the chaos suite) cannot make the leader
+/// compare a peer with one reading and itself with another (chaos seed 7002: a -41.6 s
+/// jump between the two made the term start at the floor, 0.9 s behind real time).
+#[derive(Clone, Copy, Debug)]
+pub struct WallReference {
+    wall: Timestamp,
+    at: Instant,
+}
+
+impl WallReference {
+    /// Reads `clock` once.
+    pub fn read(clock: &dyn Clock) -> Self {
+        WallReference {
+            wall: clock.now(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The reading, advanced by the monotonic time elapsed since it was taken.
+    pub fn now(&self) -> Timestamp {
+        add(&self.wall, self.at.elapsed())
+    }
 }
 
 /// One reading of another node's wall clock, taken by this node.
@@ -192,6 +218,26 @@ mod tests {
             local_at_receipt: at(local),
             round_trip: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn a_wall_reference_does_not_follow_a_jump_of_the_wall_clock() {
+        let seconds = Arc::new(AtomicI64::new(1_000));
+        let wall = Manual(seconds.clone());
+        let reference = WallReference::read(&wall);
+        // The clock steps back 41.6 s while a new leader waits for its peers' clocks.
+        seconds.store(958, Ordering::SeqCst);
+        let local_at_receipt = reference.now();
+        assert!(local_at_receipt.seconds >= 1_000 && local_at_receipt.seconds < 1_002);
+        // A peer with the right time is then seen as right, not 42 s ahead.
+        let peer = ClockSample {
+            remote: at(local_at_receipt.seconds),
+            local_at_receipt,
+            round_trip: Duration::ZERO,
+        };
+        let floor = at(999);
+        let base = term_base(reference.now(), &[peer], floor);
+        assert_eq!(base.seconds, local_at_receipt.seconds, "{base:?}");
     }
 
     /// A wall clock the test sets.

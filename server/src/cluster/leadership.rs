@@ -1,4 +1,5 @@
-//! Leadership: the dispatcher and the timer service run on the Raft leader only. This task
+//! Leadership: the dispatcher, the timer service and the outbox relay run on the Raft
+//! leader only. This task
 //! starts them when the node becomes leader (after it has applied everything committed)
 //! and stops them when it loses leadership; worker streams on this node then end and the
 //! workers reconnect, to be relayed to the new leader.
@@ -14,9 +15,10 @@ use endure_raft::status::RaftWatch;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::clock::{self, ClockSample, LeaderClock};
+use super::clock::{self, ClockSample, LeaderClock, WallReference};
 use super::proposer::Proposer;
 use crate::dispatch::{self, Dispatcher};
+use crate::outbox::OutboxRelay;
 use crate::service::LeaderServices;
 use crate::timers::TimerService;
 
@@ -62,10 +64,11 @@ impl Leadership {
                 tokio::time::sleep(RETRY_AFTER).await;
                 continue;
             }
-            let samples = sample_peer_clocks(node).await;
             let clock = &self.options.clock;
-            let base =
-                clock::term_base(clock.wall(), &samples, node.shared.continued_leader_time());
+            let reference = clock.wall_reference();
+            let samples = sample_peer_clocks(node, reference).await;
+            let floor = node.shared.continued_leader_time();
+            let base = clock::term_base(reference.now(), &samples, floor);
             clock.start_term(base);
             info!(
                 peers_sampled = samples.len(),
@@ -107,25 +110,31 @@ impl Leadership {
         self.leading
             .send_replace(Some(LeaderServices { dispatcher: handle }));
         let timers = TimerService::new(crate::timers::Options {
-            store,
+            store: store.clone(),
             proposer: options.proposer.clone(),
             clock: options.clock.clone(),
             shared: options.node.shared.clone(),
         });
+        let relay = OutboxRelay::new(crate::outbox::Options {
+            store,
+            proposer: options.proposer.clone(),
+            shared: options.node.shared.clone(),
+            source_shard: 0,
+        });
         vec![
             tokio::spawn(dispatcher.run(stopped.clone())),
-            tokio::spawn(timers.run(stopped)),
+            tokio::spawn(timers.run(stopped.clone())),
+            tokio::spawn(relay.run(stopped)),
         ]
     }
 }
 
 /// Reads the wall clock of every other voter, concurrently, each bounded by
-/// [`CLOCK_SAMPLE_TIMEOUT`].
-async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
+/// [`CLOCK_SAMPLE_TIMEOUT`]; each is compared with `reference`, never with a fresh reading.
+async fn sample_peer_clocks(node: &Node, reference: WallReference) -> Vec<ClockSample> {
     use endure_proto::endure::internal::admin_client::AdminClient;
     use endure_proto::endure::internal::ClusterStatusRequest;
     let peers = node.peer_voters();
-    let wall = crate::cluster::clock::SystemClock;
     let mut reads = tokio::task::JoinSet::new();
     for (id, address) in peers {
         reads.spawn(async move {
@@ -145,7 +154,7 @@ async fn sample_peer_clocks(node: &Node) -> Vec<ClockSample> {
             };
             Some(ClockSample {
                 remote: status.wall_time?,
-                local_at_receipt: crate::cluster::clock::Clock::now(&wall),
+                local_at_receipt: reference.now(),
                 round_trip: sent.elapsed(),
             })
         });

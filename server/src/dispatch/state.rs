@@ -183,7 +183,9 @@ impl<Q: WorkerQueue> DispatchState<Q> {
                     instance_id,
                     task_id,
                 } => self.send_activity(instance_id, *task_id, store, now),
-                Effect::TimerArmed { .. } | Effect::StatusChanged { .. } => {}
+                Effect::TimerArmed { .. }
+                | Effect::StatusChanged { .. }
+                | Effect::OutboxAppended => {}
             }
         }
         self.take_actions()

@@ -45,6 +45,10 @@ metrics_table! {
     TIMERS_PENDING = "endure_timers_pending", Gauge, "Durable timers armed (RocksDB's estimate).";
     TIMER_LATENESS = "endure_timer_lateness_seconds", Seconds,
         "How long after its due time a timer was fired.";
+    OUTBOX_DELIVERED = "endure_outbox_messages_delivered_total", Counter,
+        "Messages between instances (child starts and ends, sent events, terminates) delivered from this node's outbox (a repeat after a leader change counts again; the target applies it once).";
+    OUTBOX_DELIVERY_FAILURES = "endure_outbox_delivery_failures_total", Counter,
+        "Outbox deliveries that failed and were retried.";
     HISTORY_EVENTS_APPENDED = "endure_history_events_appended_total", Counter,
         "History events appended by applied commands.";
     RAFT_TERM = "endure_raft_term", Gauge, "Current Raft term.";
