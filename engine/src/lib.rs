@@ -24,6 +24,7 @@
 //! - [`protocol_text`]: the refusal texts and failure types the SDKs and Dapr clients
 //!   match on, in one place.
 //! - [`memory`]: the tables in ordered maps, for tests and snapshots.
+//! - [`shard`]: which shard owns an instance (jump consistent hash), stable forever.
 //! - [`time`] and `ids`: timestamp arithmetic and deterministic ID derivation.
 //! - `error`: the crate's [`Error`] (only storage reads fail; refusals are outcomes).
 
@@ -39,6 +40,7 @@ pub mod memory;
 mod outbox;
 pub mod protocol_text;
 pub mod query;
+pub mod shard;
 pub mod time;
 mod timers;
 mod view;

@@ -1,0 +1,89 @@
+//! Group commit: one thread per node makes appended log entries durable, many appends per
+//! fsync.
+//!
+//! An append writes its batch to RocksDB unsynced (visible to readers at once, so openraft
+//! can replicate it) and hands its [`LogFlushed`] callback to the [`GroupCommit`] thread.
+//! The thread takes every callback waiting, syncs RocksDB's write-ahead log once, and only
+//! then reports each append as flushed. The WAL is one ordered file for the whole DB, so
+//! one sync makes durable every write before it: the appends of every log (every shard)
+//! sharing the DB, and the state machine's unsynced applies. openraft counts an entry
+//! toward the commit quorum only when its callback reports it flushed, so nothing is
+//! acknowledged before it is on disk (DESIGN §7.1).
+//!
+//! A failed sync is reported to every waiting append; openraft then stops the node (§7.3).
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use openraft::storage::LogFlushed;
+use rocksdb::DB;
+
+use crate::types::TypeConfig;
+
+/// Most appends one sync reports, so one callback list stays bounded under any load.
+pub const MAX_APPENDS_PER_SYNC: usize = 4_096;
+
+/// The handle appends send their callbacks to. Cloning shares the one thread; the thread
+/// ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct GroupCommit {
+    waiting: Sender<LogFlushed<TypeConfig>>,
+}
+
+impl GroupCommit {
+    /// Starts the sync thread for `db`. It holds the DB only while it syncs, so dropping
+    /// every other owner closes the DB.
+    pub fn start(db: &Arc<DB>) -> std::io::Result<Self> {
+        let (waiting, queue) = mpsc::channel();
+        let db = Arc::downgrade(db);
+        std::thread::Builder::new()
+            .name("endure-log-sync".to_string())
+            .spawn(move || run(db, queue))?;
+        Ok(Self { waiting })
+    }
+
+    /// Reports `flushed` once everything written to the DB before this call is synced.
+    pub fn after_sync(&self, flushed: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::SendError(flushed)) = self.waiting.send(flushed) {
+            flushed.log_io_completed(Err(std::io::Error::other(
+                "the log sync thread has stopped",
+            )));
+        }
+    }
+}
+
+fn run(db: Weak<DB>, queue: Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_APPENDS_PER_SYNC {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = sync(&db);
+        metrics::counter!("endure_raft_log_syncs_total").increment(1);
+        for flushed in batch {
+            let result = result
+                .as_ref()
+                .map_err(|e| std::io::Error::other(e.clone()));
+            flushed.log_io_completed(result.copied());
+        }
+    }
+}
+
+/// One fsync of the DB's write-ahead log; the DB is released before the callbacks run.
+fn sync(db: &Weak<DB>) -> Result<(), String> {
+    #[cfg(feature = "chaos")]
+    fail::fail_point!("storage::append::before_sync", |_| Err(
+        "injected failure at storage::append::before_sync".to_string()
+    ));
+    let Some(db) = db.upgrade() else {
+        return Err("the database was closed before the log was synced".to_string());
+    };
+    let started = Instant::now();
+    let result = db.flush_wal(true).map_err(|e| e.to_string());
+    metrics::histogram!("endure_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
+    result
+}
