@@ -14,9 +14,9 @@ pub enum Error {
     #[error("rocksdb: {0}")]
     Rocksdb(#[from] rocksdb::Error),
 
-    /// The group commit's sync thread could not be started.
-    #[error("cannot start the log sync thread: {0}")]
-    SyncThread(std::io::Error),
+    /// A failpoint of the chaos suite failed the write (builds with the `chaos` feature).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
 
     /// Stored bytes that do not decode: the data on disk is not what we wrote.
     #[error("corrupt {what}: {reason}")]

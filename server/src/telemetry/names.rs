@@ -61,12 +61,7 @@ metrics_table! {
         "Times this node saw the leader change.";
     RAFT_REPLICATION_LAG = "endure_raft_replication_lag_entries", Gauge,
         "On the leader: log entries a follower is behind.";
-    RAFT_LOG_APPENDS = "endure_raft_log_appends_total", Counter,
-        "Raft log appends (batches of entries) written, each made durable by a later sync.";
-    RAFT_LOG_SYNCS = "endure_raft_log_syncs_total", Counter,
-        "fsyncs of the write-ahead log by the group commit; one covers every append before it.";
-    RAFT_LOG_SYNC = "endure_raft_log_sync_seconds", Seconds,
-        "One group-commit fsync of the write-ahead log.";
+    RAFT_APPEND = "endure_raft_append_seconds", Seconds, "Raft log append including its fsync.";
     GRPC_REQUESTS = "endure_grpc_requests_total", Counter, "gRPC requests by method and status code.";
     GRPC_REQUEST_DURATION = "endure_grpc_request_duration_seconds", Seconds,
         "gRPC request latency by method.";
@@ -94,22 +89,16 @@ mod tests {
         }
     }
 
-    /// Raft's state machine and log store record some of these under their own literal
+    /// Raft's state machine and log store record two of these under their own literal
     /// names (the raft crate does not depend on the server): they must stay equal.
     #[test]
     fn the_names_the_raft_crate_records_are_in_the_table() {
         let raft_sources = [
             include_str!("../../../raft/src/state_machine.rs"),
             include_str!("../../../raft/src/log_store.rs"),
-            include_str!("../../../raft/src/group_commit.rs"),
         ]
         .concat();
-        for name in [
-            HISTORY_EVENTS_APPENDED,
-            RAFT_LOG_APPENDS,
-            RAFT_LOG_SYNCS,
-            RAFT_LOG_SYNC,
-        ] {
+        for name in [HISTORY_EVENTS_APPENDED, RAFT_APPEND] {
             assert!(
                 raft_sources.contains(&format!("\"{name}\"")),
                 "{name} not recorded by raft"
