@@ -15,7 +15,8 @@ use crate::lifecycle::terminate::{is_child_of_run, terminate_instance};
 use crate::lifecycle::{event, is_terminal};
 use crate::records::outbox_message::Kind;
 use crate::records::{
-    AckOutbox, ChildEnded, DeliverEvent, DeliverMessages, OutboxMessage, StartRun, TerminateRun,
+    AckOutbox, ChildEnded, DeliverEvent, DeliverMessages, InstanceRecord, OutboxMessage, StartRun,
+    TerminateRun,
 };
 use crate::view::{Mark, Tx};
 use crate::{protocol_text, Error};
@@ -105,13 +106,20 @@ fn start_run(tx: &mut Tx<'_>, ctx: &Ctx, run: &StartRun) -> Result<(), Error> {
     })
 }
 
+/// The target of a message if it exists and has not ended; a message to anything else is
+/// dropped (delivered, nothing to apply).
+fn active(tx: &Tx<'_>, instance_id: &str) -> Result<Option<InstanceRecord>, Error> {
+    let record = tx.instance(instance_id)?;
+    Ok(record.filter(|record| !is_terminal(record.status)))
+}
+
 /// A child's end joins its parent's inbox, unless the parent moved on to another run or
 /// ended.
 fn child_ended(tx: &mut Tx<'_>, parent_id: &str, ended: &ChildEnded) -> Result<(), Error> {
-    let Some(mut parent) = tx.instance(parent_id)? else {
+    let Some(mut parent) = active(tx, parent_id)? else {
         return Ok(());
     };
-    if parent.execution_id != ended.parent_execution_id || is_terminal(parent.status) {
+    if parent.execution_id != ended.parent_execution_id {
         return Ok(());
     }
     let Some(event) = ended.event.clone() else {
@@ -129,12 +137,9 @@ fn deliver_event(
     target: &str,
     sent: &DeliverEvent,
 ) -> Result<(), Error> {
-    let Some(mut record) = tx.instance(target)? else {
+    let Some(mut record) = active(tx, target)? else {
         return Ok(());
     };
-    if is_terminal(record.status) {
-        return Ok(());
-    }
     let raised = EventRaisedEvent {
         name: sent.name.clone(),
         input: sent.input.clone(),
@@ -151,12 +156,9 @@ fn terminate_run(
     target: &str,
     terminate: &TerminateRun,
 ) -> Result<(), Error> {
-    let Some(record) = tx.instance(target)? else {
+    let Some(record) = active(tx, target)? else {
         return Ok(());
     };
-    if is_terminal(record.status) {
-        return Ok(());
-    }
     let fenced = !terminate.parent_instance_id.is_empty();
     if fenced
         && !is_child_of_run(
