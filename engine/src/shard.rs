@@ -37,6 +37,32 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The node each shard's leadership is placed on, given the voters that are up:
+/// rendezvous hashing with bounded load. Shard by shard in order, the voters are ranked by
+/// `mix(shard << 32 ^ node)` (highest first) and the shard goes to the first one that holds
+/// fewer than `ceil(shards / voters)` shards so far. Every node computes the same answer
+/// from the same voters, each node leads `shards / voters` shards give or take one, and a
+/// voter going down moves mostly its own shards. Empty when `voters` is.
+pub fn preferred_leaders(shards: u32, voters: &[u64]) -> Vec<u64> {
+    if voters.is_empty() {
+        return Vec::new();
+    }
+    let cap = shards.div_ceil(voters.len() as u32);
+    let mut load: std::collections::BTreeMap<u64, u32> = voters.iter().map(|v| (*v, 0)).collect();
+    (0..shards)
+        .map(|shard| {
+            let mut ranked: Vec<u64> = load.keys().copied().collect();
+            ranked.sort_by_key(|node| std::cmp::Reverse(mix((u64::from(shard) << 32) ^ node)));
+            let chosen = ranked
+                .into_iter()
+                .find(|node| load[node] < cap)
+                .expect("the caps add up to at least the shard count");
+            *load.get_mut(&chosen).expect("a voter") += 1;
+            chosen
+        })
+        .collect()
+}
+
 /// Jump consistent hash: a bucket in `0..buckets` for `key`.
 fn jump(mut key: u64, buckets: u32) -> u32 {
     let buckets = i64::from(buckets);
@@ -106,6 +132,38 @@ mod tests {
         }
         // About 1/9 of the keys move; all of them to shard 8.
         assert!((1_800..=2_650).contains(&moved), "{moved} of 20000 moved");
+    }
+
+    #[test]
+    fn leaders_spread_over_the_voters_and_a_lost_voter_moves_only_its_share() {
+        let all = preferred_leaders(8, &[1, 2, 3]);
+        let count = |leaders: &[u64], node: u64| leaders.iter().filter(|l| **l == node).count();
+        for node in [1, 2, 3] {
+            assert!((2..=3).contains(&count(&all, node)), "{all:?}");
+        }
+        assert_eq!(all, preferred_leaders(8, &[1, 2, 3]), "deterministic");
+        let without_3 = preferred_leaders(8, &[1, 2]);
+        assert_eq!(
+            (count(&without_3, 1), count(&without_3, 2)),
+            (4, 4),
+            "{without_3:?}"
+        );
+        let kept = all
+            .iter()
+            .zip(&without_3)
+            .filter(|(before, after)| **before != 3 && before == after)
+            .count();
+        let not_on_3 = all.iter().filter(|l| **l != 3).count();
+        assert!(kept + 1 >= not_on_3, "{all:?} -> {without_3:?}");
+        assert_eq!(preferred_leaders(1, &[4, 9]).len(), 1);
+        assert!(preferred_leaders(8, &[]).is_empty());
+        for voters in [vec![1, 2, 3, 4, 5], vec![7], vec![10, 20, 30]] {
+            let leaders = preferred_leaders(16, &voters);
+            let cap = 16usize.div_ceil(voters.len());
+            for node in &voters {
+                assert!(count(&leaders, *node) <= cap, "{voters:?}: {leaders:?}");
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 pub enum Error {
     /// The caller opened the DB without one of the column families this crate needs.
     #[error("column family `{0}` is missing: open the DB with it (see LOG_COLUMN_FAMILIES)")]
-    MissingColumnFamily(&'static str),
+    MissingColumnFamily(String),
 
     /// RocksDB refused a read or a write (including a failed fsync).
     #[error("rocksdb: {0}")]

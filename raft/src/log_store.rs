@@ -19,6 +19,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use endure_storage::rocks::shard_column_family;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, StorageError, StorageIOError};
 use rocksdb::{
@@ -57,6 +58,8 @@ pub const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// The shard whose log this is (its column families, see `shard_column_family`).
+    shard: u32,
     /// The state machine's written index, when bound to one ([`LogStore::keeping_unapplied`]).
     written: Option<Arc<AtomicU64>>,
     /// The purge point on disk (index, 0: none), for the node's status.
@@ -64,11 +67,13 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Wraps a DB the caller opened with [`LOG_COLUMN_FAMILIES`]; fails if one is missing, so a
-    /// misconfigured node stops at startup instead of at its first append.
-    pub fn new(db: Arc<DB>) -> Result<Self, Error> {
+    /// The log of `shard` in a DB the caller opened with [`LOG_COLUMN_FAMILIES`] for that
+    /// shard; fails if one is missing, so a misconfigured node stops at startup instead of
+    /// at its first append.
+    pub fn new(db: Arc<DB>, shard: u32) -> Result<Self, Error> {
         let store = Self {
             db,
+            shard,
             written: None,
             purged: Arc::default(),
         };
@@ -101,9 +106,10 @@ impl LogStore {
 
     /// Handle of one of our column families (checked present by [`LogStore::new`]).
     fn cf(&self, name: &'static str) -> Result<impl AsColumnFamilyRef + '_, Error> {
+        let name = shard_column_family(self.shard, name);
         self.db
-            .cf_handle(name)
-            .ok_or(Error::MissingColumnFamily(name))
+            .cf_handle(&name)
+            .ok_or_else(|| Error::MissingColumnFamily(name.into_owned()))
     }
 
     /// Entries with index in `[start, end)` (`end = None`: to the last one), in log order.

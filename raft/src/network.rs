@@ -2,6 +2,8 @@
 //! (`--raft-addr`) port. Log entries travel in their stored encoding ([`crate::codec`]);
 //! everything else is JSON of openraft's serde types.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use endure_proto::endure::internal::raft_service_client::RaftServiceClient;
@@ -75,15 +77,40 @@ pub fn peer_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-/// Builds connections to peers.
+/// One channel per peer address, shared by every shard's Raft group on this node (and
+/// rebuilt by tonic after failures): N shards never mean N connections to a peer.
+#[derive(Clone, Default)]
+pub struct Channels(Arc<Mutex<HashMap<String, Channel>>>);
+
+impl Channels {
+    /// The channel to `address`, connected lazily on first use.
+    pub fn get(&self, address: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = peer_channel(address)?;
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Builds connections to peers for one shard's Raft group.
 #[derive(Clone, Default)]
 pub struct Network {
     pub routes: Routes,
+    /// The shard every RPC of this group is marked with.
+    pub shard: u32,
+    pub channels: Channels,
 }
 
-/// A lazily connected channel to one peer; tonic reconnects it after failures.
+/// One shard's client over the shared channel to one peer.
 pub struct Connection {
     target: NodeId,
+    shard: u32,
     client: Result<RaftServiceClient<Channel>, String>,
 }
 
@@ -92,10 +119,16 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let address = self.routes.resolve(target, &node.addr);
-        let client = peer_channel(address)
+        let client = self
+            .channels
+            .get(address)
             .map(|channel| RaftServiceClient::new(channel).max_decoding_message_size(usize::MAX))
             .map_err(|e| format!("bad address {address} of node {target}: {e}"));
-        Connection { target, client }
+        Connection {
+            target,
+            shard: self.shard,
+            client,
+        }
     }
 }
 
@@ -130,6 +163,10 @@ impl Connection {
     {
         let target = self.target;
         let client = self.client.as_mut().map_err(|e| unreachable(e.clone()))?;
+        let message = RaftMessage {
+            shard: self.shard,
+            ..message
+        };
         let mut request = tonic::Request::new(message);
         request.set_timeout(option.hard_ttl());
         let reply = match send(client, request).await {
@@ -168,6 +205,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             json: json(&meta),
             entries,
             data: Vec::new(),
+            shard: 0,
         };
         self.call(message, &option, async |client, request| {
             client.append_entries(request).await
@@ -193,6 +231,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             json: json(&meta),
             entries: Vec::new(),
             data: rpc.data,
+            shard: 0,
         };
         self.call(message, &option, async |client, request| {
             client.install_snapshot(request).await
@@ -209,6 +248,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             json: json(&rpc),
             entries: Vec::new(),
             data: Vec::new(),
+            shard: 0,
         };
         self.call(message, &option, async |client, request| {
             client.vote(request).await

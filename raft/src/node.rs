@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use endure_engine::shard::MAX_SHARDS;
 use endure_storage::rocks::{open_db, RocksStore};
 use endure_storage::Store;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
 use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
-use crate::network::{Network, Routes};
+use crate::network::{Channels, Network, Routes};
 use crate::probe::{existing_cluster, ExistingCluster, PeerProbe};
 use crate::state_machine::{Shared, StateMachine};
 use crate::status::{self, RaftWatch, Role, Status};
@@ -40,6 +41,8 @@ pub struct NodeOptions {
     pub logs_kept_after_snapshot: u64,
     /// Per peer, the address to connect to instead of its membership address.
     pub routes: Routes,
+    /// Shards (Raft groups) of the cluster, fixed when it is created (1 to [`MAX_SHARDS`]).
+    pub shards: u32,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -54,6 +57,8 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     pub shared: Arc<Shared>,
     pub node_id: NodeId,
+    /// The shard this Raft group replicates.
+    pub shard: u32,
     /// How this node reaches its peers.
     pub routes: Routes,
 }
@@ -66,56 +71,42 @@ pub enum StartError {
     Raft(String),
 }
 
-/// Opens the data directory and starts Raft. Initializes the membership (the peers, or
-/// this node alone) only when this node has never been part of a cluster, so a restart
-/// never re-initializes or forks it. Every peer may initialize with the same voters:
-/// openraft accepts the same initial membership from all of them.
+/// Opens the data directory and starts one Raft group per shard in it (all shards in one
+/// RocksDB, each with its own column families). Initializes each group's membership (the
+/// peers, or this node alone) only when this node has never been part of a cluster, so a
+/// restart never re-initializes or forks it. Every peer may initialize with the same
+/// voters: openraft accepts the same initial membership from all of them.
 ///
 /// A node with no Raft state that is not told to join first asks its peers through
 /// `probe` whether a cluster already exists ([`crate::probe`]): it then waits to be
 /// replicated to, or refuses to start if the leader has replicated to it before.
+///
+/// Returns the shards' nodes in shard order.
 pub async fn start(
     data_dir: &Path,
     options: NodeOptions,
     probe: &impl PeerProbe,
-) -> Result<Node, StartError> {
+) -> Result<Vec<Node>, StartError> {
     let open_error = |reason: String| StartError::Open {
         path: data_dir.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
-    let db = open_db(data_dir, &LOG_COLUMN_FAMILIES).map_err(|e| open_error(e.to_string()))?;
-    let store = Arc::new(RocksStore::new(db.clone()));
-    let state_machine = StateMachine::open(store.clone()).map_err(|e| open_error(e.to_string()))?;
-    let shared = state_machine.shared();
-    let log_store = LogStore::new(db)
-        .map_err(|e| open_error(e.to_string()))?
-        .keeping_unapplied(shared.written());
-    let log = log_store.clone();
-    let config = Config {
-        cluster_name: "endure".to_string(),
-        heartbeat_interval: 100,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every_logs.max(1)),
-        // Never 0: a follower installing a snapshot still needs the log right behind it.
-        max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot.max(1),
-        ..Config::default()
+    if options.shards == 0 || options.shards > MAX_SHARDS {
+        return Err(StartError::Raft(format!(
+            "--shards must be between 1 and {MAX_SHARDS}, not {}",
+            options.shards
+        )));
     }
-    .validate()
-    .map_err(|e| StartError::Raft(e.to_string()))?;
-    let raft = Raft::new(
-        options.node_id,
-        Arc::new(config),
-        Network {
-            routes: options.routes.clone(),
-        },
-        log_store,
-        state_machine,
-    )
-    .await
-    .map_err(|e| StartError::Raft(e.to_string()))?;
-    let initialized = raft
+    std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
+    let db = open_db(data_dir, options.shards, &LOG_COLUMN_FAMILIES)
+        .map_err(|e| open_error(e.to_string()))?;
+    let channels = Channels::default();
+    let mut nodes = Vec::new();
+    for shard in 0..options.shards {
+        nodes.push(start_shard(&db, shard, &options, &channels, &open_error).await?);
+    }
+    let initialized = nodes[0]
+        .raft
         .is_initialized()
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -132,40 +123,104 @@ pub async fn start(
             id = options.node_id
         )));
     }
-    if !initialized && !options.join && existing == ExistingCluster::None {
-        let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
-            BTreeMap::from([(
-                options.node_id,
-                BasicNode {
-                    addr: options.raft_addr.clone(),
-                },
-            )])
-        } else {
-            options
-                .peers
-                .iter()
-                .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
-                .collect()
-        };
-        if !members.contains_key(&options.node_id) {
-            return Err(StartError::Raft(format!(
-                "node {} is not among the peers {:?}",
-                options.node_id,
-                members.keys().collect::<Vec<_>>()
-            )));
-        }
-        raft.initialize(members)
+    if options.join || existing != ExistingCluster::None {
+        return Ok(nodes);
+    }
+    let members = initial_members(&options)?;
+    for node in &nodes {
+        // A crash between two shards' initialization leaves some initialized: each shard
+        // is initialized once, on its own record.
+        let done = node
+            .raft
+            .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !done {
+            node.raft
+                .initialize(members.clone())
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
     }
+    Ok(nodes)
+}
+
+/// Opens one shard's log and state machine in the shared database and starts its Raft.
+async fn start_shard(
+    db: &Arc<rocksdb::DB>,
+    shard: u32,
+    options: &NodeOptions,
+    channels: &Channels,
+    open_error: &impl Fn(String) -> StartError,
+) -> Result<Node, StartError> {
+    let store = Arc::new(RocksStore::new(db.clone(), shard));
+    let state_machine = StateMachine::open(store.clone()).map_err(|e| open_error(e.to_string()))?;
+    let shared = state_machine.shared();
+    let log_store = LogStore::new(db.clone(), shard)
+        .map_err(|e| open_error(e.to_string()))?
+        .keeping_unapplied(shared.written());
+    let log = log_store.clone();
+    let config = Config {
+        cluster_name: format!("endure-shard-{shard}"),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every_logs.max(1)),
+        // Never 0: a follower installing a snapshot still needs the log right behind it.
+        max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot.max(1),
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| StartError::Raft(e.to_string()))?;
+    let network = Network {
+        routes: options.routes.clone(),
+        shard,
+        channels: channels.clone(),
+    };
+    let raft = Raft::new(
+        options.node_id,
+        Arc::new(config),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| StartError::Raft(e.to_string()))?;
     Ok(Node {
         raft,
         log,
         store,
         shared,
         node_id: options.node_id,
-        routes: options.routes,
+        shard,
+        routes: options.routes.clone(),
     })
+}
+
+/// The voters a new cluster starts with: the peers, or this node alone.
+fn initial_members(options: &NodeOptions) -> Result<BTreeMap<NodeId, BasicNode>, StartError> {
+    let members: BTreeMap<NodeId, BasicNode> = if options.peers.is_empty() {
+        BTreeMap::from([(
+            options.node_id,
+            BasicNode {
+                addr: options.raft_addr.clone(),
+            },
+        )])
+    } else {
+        options
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect()
+    };
+    if !members.contains_key(&options.node_id) {
+        return Err(StartError::Raft(format!(
+            "node {} is not among the peers {:?}",
+            options.node_id,
+            members.keys().collect::<Vec<_>>()
+        )));
+    }
+    Ok(members)
 }
 
 /// The cluster as this node sees it now. Each method reads one copy of openraft's metrics.

@@ -1,5 +1,7 @@
 //! The server side of the Raft network: decodes peers' RPCs and hands them to openraft.
 
+use std::sync::Arc;
+
 use endure_proto::endure::internal::raft_service_server::RaftService;
 use endure_proto::endure::internal::RaftMessage;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -10,10 +12,26 @@ use crate::codec;
 use crate::network::{AppendMeta, SnapshotChunkMeta};
 use crate::types::{NodeId, Raft, TypeConfig};
 
-/// Serves `RaftService` for one Raft group.
+/// Serves `RaftService` for every shard's Raft group of this node.
 #[derive(Clone)]
 pub struct RaftRpc {
-    pub raft: Raft,
+    /// The Raft group of each shard, in shard order.
+    pub rafts: Arc<Vec<Raft>>,
+}
+
+impl RaftRpc {
+    /// The group a message is for; INVALID_ARGUMENT for a shard this node does not have
+    /// (a peer started with another `--shards`).
+    fn raft(&self, message: &RaftMessage) -> Result<&Raft, Status> {
+        self.rafts.get(message.shard as usize).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "this node has {} shard(s) and no shard {}: every node of a cluster must be \
+                 started with the same --shards",
+                self.rafts.len(),
+                message.shard
+            ))
+        })
+    }
 }
 
 fn bad_request(what: &str, error: impl std::fmt::Display) -> Status {
@@ -26,6 +44,7 @@ fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
         json,
         entries: Vec::new(),
         data: Vec::new(),
+        shard: 0,
     }))
 }
 
@@ -36,6 +55,7 @@ impl RaftService for RaftRpc {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
+        let raft = self.raft(&message)?;
         let meta: AppendMeta =
             serde_json::from_slice(&message.json).map_err(|e| bad_request("append", e))?;
         let mut entries = Vec::with_capacity(message.entries.len());
@@ -48,13 +68,15 @@ impl RaftService for RaftRpc {
             leader_commit: meta.leader_commit,
             entries,
         };
-        reply(&self.raft.append_entries(rpc).await)
+        reply(&raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: VoteRequest<NodeId> = serde_json::from_slice(&request.into_inner().json)
-            .map_err(|e| bad_request("vote", e))?;
-        reply(&self.raft.vote(rpc).await)
+        let message = request.into_inner();
+        let raft = self.raft(&message)?;
+        let rpc: VoteRequest<NodeId> =
+            serde_json::from_slice(&message.json).map_err(|e| bad_request("vote", e))?;
+        reply(&raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
@@ -62,6 +84,7 @@ impl RaftService for RaftRpc {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
+        let raft = self.raft(&message)?;
         let meta: SnapshotChunkMeta =
             serde_json::from_slice(&message.json).map_err(|e| bad_request("snapshot", e))?;
         let rpc = InstallSnapshotRequest::<TypeConfig> {
@@ -71,6 +94,6 @@ impl RaftService for RaftRpc {
             data: message.data,
             done: meta.done,
         };
-        reply(&self.raft.install_snapshot(rpc).await)
+        reply(&raft.install_snapshot(rpc).await)
     }
 }

@@ -25,9 +25,9 @@ fn build_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 /// column families), and the RocksStore on the same DB; the guard deletes it.
 #[allow(clippy::result_large_err)] // StoreBuilder::build returns openraft's StorageError.
 fn open(dir: &TempDir) -> Result<(LogStore, RocksStore), StorageError<NodeId>> {
-    let db = open_db(dir.path(), &LOG_COLUMN_FAMILIES).map_err(build_error)?;
-    let log = LogStore::new(db.clone()).map_err(build_error)?;
-    Ok((log, RocksStore::new(db)))
+    let db = open_db(dir.path(), 1, &LOG_COLUMN_FAMILIES).map_err(build_error)?;
+    let log = LogStore::new(db.clone(), 0).map_err(build_error)?;
+    Ok((log, RocksStore::new(db, 0)))
 }
 
 /// The state machine over RocksDB, sharing the log's DB as in `node::start`.

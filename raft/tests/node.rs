@@ -19,6 +19,7 @@ fn options(peers: BTreeMap<NodeId, String>) -> NodeOptions {
         snapshot_every_logs: node::SNAPSHOT_EVERY_LOG_ENTRIES,
         logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT,
         routes: Routes::default(),
+        shards: 1,
     }
 }
 
@@ -43,7 +44,8 @@ async fn a_single_node_leads_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let node = node::start(dir.path(), options(BTreeMap::new()), &NoPeers)
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     let mut watch = node.watch();
     let led = tokio::time::timeout(Duration::from_secs(10), watch.wait_until(|w| w.is_leader()));
     assert!(led.await.unwrap(), "a single voter elects itself");
@@ -81,7 +83,8 @@ async fn a_first_start_waits_for_an_existing_leader() {
     });
     let node = node::start(dir.path(), options(two_peers()), &leader_exists)
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     assert!(
         !node.raft.is_initialized().await.unwrap(),
         "it must not initialize a membership of its own"
@@ -105,4 +108,42 @@ async fn a_node_whose_data_was_lost_refuses_to_start() {
         matches!(&error, StartError::Raft(reason) if reason.contains("its data was lost")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn every_shard_is_its_own_group_and_the_count_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let sharded = NodeOptions {
+        shards: 4,
+        ..options(BTreeMap::new())
+    };
+    let nodes = node::start(dir.path(), sharded.clone(), &NoPeers)
+        .await
+        .unwrap();
+    assert_eq!(nodes.len(), 4);
+    for (shard, node) in nodes.iter().enumerate() {
+        assert_eq!(node.shard as usize, shard);
+        let mut watch = node.watch();
+        let led =
+            tokio::time::timeout(Duration::from_secs(10), watch.wait_until(|w| w.is_leader()));
+        assert!(led.await.unwrap(), "shard {shard} elects its single voter");
+    }
+    for node in &nodes {
+        node.raft.shutdown().await.unwrap();
+    }
+    drop(nodes);
+    let other = NodeOptions {
+        shards: 2,
+        ..options(BTreeMap::new())
+    };
+    let error = node::start(dir.path(), other, &NoPeers)
+        .await
+        .err()
+        .expect("another shard count is refused");
+    assert!(error.to_string().contains("--shards 4"), "{error}");
+    let again = node::start(dir.path(), sharded, &NoPeers).await.unwrap();
+    assert_eq!(again.len(), 4);
+    for node in &again {
+        node.raft.shutdown().await.unwrap();
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use endure_raft::network::Channels;
 use endure_raft::node::{self, Node, NodeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,10 +20,13 @@ use tracing::info;
 use crate::cluster::clock::{LeaderClock, SystemClock};
 use crate::cluster::leadership::{self, Leadership};
 use crate::cluster::membership::Membership;
+use crate::cluster::placement;
 use crate::cluster::proposer::Proposer;
+use crate::cluster::shards::{Shard, Shards};
 use crate::config::Settings;
 use crate::grpc::admin::AdminService;
 use crate::grpc::taskhub::TaskHub;
+use crate::service::forward::Forwarder;
 use crate::service::{self, Workflows};
 use crate::{grpc, http, telemetry};
 
@@ -41,7 +45,8 @@ pub struct Addresses {
 /// A node with its listeners bound and its Raft node open, ready to [`App::run`].
 pub struct App {
     settings: Settings,
-    node: Node,
+    /// Every shard's Raft node, in shard order.
+    nodes: Vec<Node>,
     grpc: TcpListener,
     http: TcpListener,
     internal: Option<TcpListener>,
@@ -70,12 +75,13 @@ impl App {
             snapshot_every_logs: settings.snapshot_logs,
             logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
             routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
+            shards: settings.shards,
         };
         let probe = endure_raft::probe::AdminStatusProbe;
-        let node = node::start(&settings.data_dir, options, &probe).await?;
+        let nodes = node::start(&settings.data_dir, options, &probe).await?;
         Ok(App {
             settings,
-            node,
+            nodes,
             grpc,
             http,
             internal,
@@ -91,60 +97,87 @@ impl App {
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let App {
             settings,
-            node,
+            nodes,
             grpc,
             http,
             internal,
             addresses,
         } = self;
         let metrics_handle = telemetry::install()?;
-        let clock = Arc::new(LeaderClock::new(SystemClock));
-        let proposer = Proposer::new(node.clone(), clock.clone());
-        let (leadership, leading) = Leadership::new(leadership::Options {
-            node: node.clone(),
-            proposer: proposer.clone(),
-            clock,
-            max_turn_bytes: settings.max_message_bytes,
-        });
+        let channels = Channels::default();
+        let mut shards = Vec::new();
+        let mut leaderships = Vec::new();
+        for node in &nodes {
+            // Each shard's leader keeps its own time line.
+            let clock = Arc::new(LeaderClock::new(SystemClock));
+            let proposer = Proposer::new(node.clone(), clock.clone());
+            let (leadership, leading) = Leadership::new(leadership::Options {
+                node: node.clone(),
+                proposer: proposer.clone(),
+                clock,
+                max_turn_bytes: settings.max_message_bytes,
+            });
+            leaderships.push(leadership);
+            shards.push(Shard {
+                id: node.shard,
+                node: node.clone(),
+                proposer,
+                forward: Forwarder::new(node.clone(), channels.clone()),
+                leading,
+            });
+        }
+        let shards = Shards::new(shards);
         let workflows = Workflows::new(service::Options {
-            node: node.clone(),
-            proposer: proposer.clone(),
-            leading,
+            shards: shards.clone(),
             max_message_bytes: settings.max_message_bytes,
             shutdown: shutdown.clone(),
         });
-        let membership = Membership::new(node.clone(), proposer);
-        let services = |raft: Option<endure_raft::types::Raft>| grpc::Services {
+        let membership = Membership::new(shards.clone());
+        let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>| grpc::Services {
             taskhub: TaskHub {
                 workflows: workflows.clone(),
             },
             admin: AdminService {
-                node: node.clone(),
+                shards: shards.clone(),
                 workflows: workflows.clone(),
                 membership: membership.clone(),
             },
-            raft,
+            rafts,
             max_message_bytes: settings.max_message_bytes,
         };
         let render = metrics_handle.clone();
         let http_state = http::HttpState {
             workflows: workflows.clone(),
-            node: node.clone(),
+            shards: shards.clone(),
             render_metrics: Arc::new(move || render.render()),
             max_body_bytes: settings.max_message_bytes,
         };
-        tokio::spawn(exit_when_raft_stops(node.clone(), shutdown.clone()));
-        let mut tasks = vec![
-            tokio::spawn(leadership.run(shutdown.clone())),
-            tokio::spawn(telemetry::run(
+        let mut tasks = Vec::new();
+        for (leadership, node) in leaderships.into_iter().zip(&nodes) {
+            tokio::spawn(exit_when_raft_stops(node.clone(), shutdown.clone()));
+            tasks.push(tokio::spawn(
+                leadership.run(shards.clone(), shutdown.clone()),
+            ));
+            tasks.push(tokio::spawn(telemetry::run(
                 node.clone(),
-                metrics_handle,
+                metrics_handle.clone(),
                 shutdown.clone(),
-            )),
-            tokio::spawn(grpc::serve(grpc, services(None), shutdown.clone())),
-        ];
+            )));
+        }
+        tasks.push(tokio::spawn(placement::run(
+            shards.clone(),
+            channels.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(grpc::serve(
+            grpc,
+            services(None),
+            shutdown.clone(),
+        )));
         if let Some(internal) = internal {
-            let raft = Some(node.raft.clone());
+            let raft = Some(Arc::new(
+                nodes.iter().map(|node| node.raft.clone()).collect(),
+            ));
             tasks.push(tokio::spawn(grpc::serve(
                 internal,
                 services(raft),
@@ -162,7 +195,9 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "HTTP server panicked"),
             Ok(Ok(())) => {}
         }
-        node.raft.shutdown().await.ok();
+        for node in &nodes {
+            node.raft.shutdown().await.ok();
+        }
         info!("stopped");
         Ok(())
     }

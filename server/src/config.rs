@@ -18,6 +18,8 @@ pub const DEFAULT_DATA_DIR: &str = "./endure-data";
 pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:50101";
 /// Largest gRPC message accepted, in bytes (the gRPC default the SDKs also use).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Shards of a new cluster.
+pub const DEFAULT_SHARDS: u32 = 1;
 
 /// Flags of `endure serve`; each can also come from an `ENDURE_*` variable.
 #[derive(Args, Debug, Default)]
@@ -55,6 +57,11 @@ pub struct ServeArgs {
     /// Raft log entries between two snapshots (the log behind a snapshot is purged).
     #[arg(long, env = "ENDURE_SNAPSHOT_LOGS")]
     pub snapshot_logs: Option<u64>,
+    /// Shards (Raft groups) the instances are spread over, fixed when the cluster is
+    /// created: every node of a cluster takes the same count, and a data directory refuses
+    /// another. 1 to 256.
+    #[arg(long, env = "ENDURE_SHARDS")]
+    pub shards: Option<u32>,
     /// Log filter (`info`, `debug`, `endure=debug,openraft=warn`, ...); RUST_LOG wins.
     #[arg(long, env = "ENDURE_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -91,6 +98,7 @@ struct FileSettings {
     #[serde(default)]
     join: bool,
     snapshot_logs: Option<u64>,
+    shards: Option<u32>,
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
@@ -112,6 +120,8 @@ pub struct Settings {
     /// that the node can be grown into one.
     pub serve_internal: bool,
     pub snapshot_logs: u64,
+    /// Shards of the cluster.
+    pub shards: u32,
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
@@ -165,6 +175,7 @@ impl Settings {
                 .snapshot_logs
                 .or(file.snapshot_logs)
                 .unwrap_or(endure_raft::node::SNAPSHOT_EVERY_LOG_ENTRIES),
+            shards: args.shards.or(file.shards).unwrap_or(DEFAULT_SHARDS),
             log_level: args
                 .log_level
                 .or(file.log_level)
@@ -177,6 +188,13 @@ impl Settings {
         };
         if settings.node_id == 0 {
             bail!("--node-id must be at least 1");
+        }
+        if !(1..=endure_engine::shard::MAX_SHARDS).contains(&settings.shards) {
+            bail!(
+                "--shards must be between 1 and {}, not {}",
+                endure_engine::shard::MAX_SHARDS,
+                settings.shards
+            );
         }
         if settings.snapshot_logs == 0 {
             bail!("--snapshot-logs must be at least 1");

@@ -8,18 +8,22 @@
 //! engine's `outbox` module). Messages go in sequence order, so each target applies the
 //! messages from one source in the order they were sent.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use endure_engine::records::command::Kind;
 use endure_engine::records::{AckOutbox, DeliverMessages, OutboxEntry};
 use endure_engine::Effect;
+use endure_proto::endure::internal::DeliverRequest;
 use endure_raft::state_machine::Shared;
 use endure_storage::Store;
 use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use crate::cluster::proposer::Proposer;
+use crate::cluster::shards::{Shard, Shards};
+use crate::service::{Call, Error};
 use crate::telemetry::names;
 
 /// Messages delivered by one proposal.
@@ -37,6 +41,8 @@ pub struct Options {
     pub shared: Arc<Shared>,
     /// This shard's number: the source the targets deduplicate by.
     pub source_shard: u32,
+    /// Every shard of this node: the targets, each reached through its leader.
+    pub shards: Shards,
 }
 
 /// The relay task of one shard leader.
@@ -97,26 +103,67 @@ impl OutboxRelay {
             return Ok(None);
         };
         let count = rows.len() as u64;
-        let entries = rows
-            .into_iter()
-            .map(|(seq, message)| OutboxEntry {
+        // Each target shard gets its messages in sequence order, all in one proposal; a
+        // shard that fails fails the batch, which is delivered again (the shards that took
+        // it recognise the repeat).
+        let mut by_shard: BTreeMap<u32, Vec<OutboxEntry>> = BTreeMap::new();
+        for (seq, message) in rows {
+            let target = self.options.shards.of(&message.target_instance_id).id;
+            by_shard.entry(target).or_default().push(OutboxEntry {
                 seq,
                 message: Some(message),
-            })
-            .collect();
-        // One shard: every target is here. (Sharding routes each target's messages to its
-        // shard's leader; see DESIGN.md §6.)
-        let deliver = Kind::DeliverMessages(DeliverMessages {
-            source_shard: self.options.source_shard,
-            entries,
-        });
-        let response = self.options.proposer.propose(deliver).await?;
-        if let Some(rejection) = response.rejection {
-            anyhow::bail!("the delivery was refused: {}", rejection.message);
+            });
+        }
+        for (target, entries) in by_shard {
+            let messages = DeliverMessages {
+                source_shard: self.options.source_shard,
+                entries,
+            };
+            deliver(&self.options.shards, target, messages).await?;
         }
         metrics::counter!(names::OUTBOX_DELIVERED).increment(count);
         Ok(Some(upto))
     }
+}
+
+/// Hands messages to the leader of shard `target` (this node's own proposer when it leads
+/// it) and returns once they are applied there.
+async fn deliver(shards: &Shards, target: u32, messages: DeliverMessages) -> anyhow::Result<()> {
+    let shard = shards
+        .get(target)
+        .ok_or_else(|| anyhow::anyhow!("there is no shard {target}"))?;
+    match shard.forward.leader()? {
+        None => apply_delivery(shard, messages).await?,
+        Some(leader) => {
+            let request = DeliverRequest {
+                shard: target,
+                messages: Some(messages),
+            };
+            let request = leader.request(&Call::default(), request);
+            let mut admin = leader.admin.clone();
+            let delivered = leader.while_leading(admin.deliver(request));
+            delivered
+                .await
+                .map_err(|e| anyhow::anyhow!("shard {target}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Proposes a delivery on a shard this node leads; an error if it was refused or may not
+/// have been applied.
+pub async fn apply_delivery(shard: &Shard, messages: DeliverMessages) -> Result<(), Error> {
+    let response = shard
+        .proposer
+        .propose(Kind::DeliverMessages(messages))
+        .await?;
+    if let Some(rejection) = response.rejection {
+        return Err(Error::internal(format!(
+            "the delivery was refused: {}",
+            rejection.message
+        )));
+    }
+    Ok(())
 }
 
 /// Deletes delivered rows, the latest acknowledgement at a time (acks coalesce under load

@@ -129,7 +129,10 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
     // The operator's way back: retire the old ID, add the node under a new one.
     let mut admin = cluster.admin(leader).await;
     admin
-        .leave_node(LeaveNodeRequest { node_id: wiped_id })
+        .leave_node(LeaveNodeRequest {
+            node_id: wiped_id,
+            shard: None,
+        })
         .await
         .unwrap();
     let rejoined = cluster.add_joining_node(4);
@@ -139,6 +142,7 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
         .join_node(JoinNodeRequest {
             node_id: 4,
             address: address.clone(),
+            shard: None,
         })
         .await
         .unwrap()
@@ -154,6 +158,7 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
         .join_node(JoinNodeRequest {
             node_id: wiped_id,
             address,
+            shard: None,
         })
         .await
         .unwrap_err();

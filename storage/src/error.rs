@@ -24,15 +24,28 @@ pub enum Error {
     /// A page larger than [`crate::MAX_SCAN_ROWS`] was asked for: the caller pages wrongly.
     #[error("a page of {requested} rows was asked for; a read returns at most {max_rows}")]
     PageTooLarge { requested: usize, max_rows: usize },
+    /// The data directory was created with another shard count, which is fixed for the
+    /// cluster's life (the shard of every instance depends on it).
+    #[error(
+        "the data directory {path} was created with {stored} shard(s) but the node was \
+         started with --shards {asked}; the shard count is fixed when a cluster is created: \
+         start it with --shards {stored}"
+    )]
+    ShardCountMismatch {
+        path: String,
+        stored: u32,
+        asked: u32,
+    },
 }
 
 impl From<Error> for endure_engine::Error {
     fn from(error: Error) -> Self {
         match error {
             Error::Corruption { .. } => endure_engine::Error::Corruption(error.to_string()),
-            Error::Rocks(_) | Error::TooManyRows { .. } | Error::PageTooLarge { .. } => {
-                endure_engine::Error::Storage(error.to_string())
-            }
+            Error::Rocks(_)
+            | Error::TooManyRows { .. }
+            | Error::PageTooLarge { .. }
+            | Error::ShardCountMismatch { .. } => endure_engine::Error::Storage(error.to_string()),
         }
     }
 }

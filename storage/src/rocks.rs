@@ -1,6 +1,7 @@
 //! The RocksDB store: one column family per table, values are protobuf records, and every
 //! apply is one `WriteBatch` together with the applied meta.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,20 +33,78 @@ pub const STATE_COLUMN_FAMILIES: [&str; 8] = [
     INSTANCES, HISTORY, INBOX, ACTIVITIES, TIMERS, SM_META, OUTBOX, MARKS,
 ];
 
-/// Opens (creating if missing) the node's database with the state machine's column
-/// families plus `extra` ones (the Raft log's). A database that RocksDB cannot open or
-/// verify is an error: the node never starts on half a state.
-pub fn open_db(path: &Path, extra: &[&str]) -> Result<Arc<DB>, Error> {
+/// Memtable memory all column families of a node share (every shard's tables and logs).
+const DB_WRITE_BUFFER_BYTES: usize = 256 << 20;
+
+/// Key in the default column family of the shard count the directory was created with.
+const SHARDS_KEY: &[u8] = b"endure/shards";
+
+/// The name of one shard's column family `table`: shard 0 keeps the bare name (so a
+/// directory from before shards is shard 0 of a one-shard node), shard `n` is `s{n}/table`.
+pub fn shard_column_family(shard: u32, table: &str) -> Cow<'_, str> {
+    match shard {
+        0 => Cow::Borrowed(table),
+        n => Cow::Owned(format!("s{n}/{table}")),
+    }
+}
+
+/// Opens (creating if missing) the node's database with, for every one of `shards`
+/// shards, the state machine's column families plus `extra` ones (the Raft log's). All
+/// shards share one database and so one write-ahead log: concurrent synced writes of
+/// different shards join one RocksDB write group and share its fsync.
+///
+/// The shard count is fixed when the directory is created and stored in it; a directory
+/// written before shards existed holds one. Opening it with another count is
+/// [`Error::ShardCountMismatch`]. A database that RocksDB cannot open or verify is an
+/// error: the node never starts on half a state.
+pub fn open_db(path: &Path, shards: u32, extra: &[&str]) -> Result<Arc<DB>, Error> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_paranoid_checks(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    let families = STATE_COLUMN_FAMILIES
+    options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
+    let existed = DB::list_cf(&options, path).is_ok();
+    let stored = match existed {
+        true => Some(stored_shards(&options, path)?.unwrap_or(1)),
+        false => None,
+    };
+    if let Some(stored) = stored.filter(|stored| *stored != shards) {
+        return Err(Error::ShardCountMismatch {
+            path: path.display().to_string(),
+            stored,
+            asked: shards,
+        });
+    }
+    let mut names = Vec::new();
+    for shard in 0..shards {
+        for table in STATE_COLUMN_FAMILIES.iter().chain(extra.iter()) {
+            names.push(shard_column_family(shard, table).into_owned());
+        }
+    }
+    let families = names
         .iter()
-        .chain(extra.iter())
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-    Ok(Arc::new(DB::open_cf_descriptors(&options, path, families)?))
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&options, path, families)?;
+    if stored.is_none() {
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.put_opt(SHARDS_KEY, shards.to_be_bytes(), &sync)?;
+    }
+    Ok(Arc::new(db))
+}
+
+/// The shard count stored in an existing database (`None`: written before shards).
+fn stored_shards(options: &Options, path: &Path) -> Result<Option<u32>, Error> {
+    let db = DB::open_for_read_only(options, path, false)?;
+    let Some(bytes) = db.get(SHARDS_KEY)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 4] = bytes.as_slice().try_into().map_err(|_| Error::Corruption {
+        table: "default",
+        reason: "the stored shard count is not 4 bytes".into(),
+    })?;
+    Ok(Some(u32::from_be_bytes(bytes)))
 }
 
 /// Raw `(key, value)` rows of one table, in key order.
@@ -55,16 +114,20 @@ type Rows = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Clone)]
 pub struct RocksStore {
     db: Arc<DB>,
+    /// The shard whose tables these are.
+    shard: u32,
 }
 
 impl RocksStore {
-    pub fn new(db: Arc<DB>) -> Self {
-        RocksStore { db }
+    /// The tables of `shard` in a database [`open_db`] opened with that shard.
+    pub fn new(db: Arc<DB>, shard: u32) -> Self {
+        RocksStore { db, shard }
     }
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
+        let name = shard_column_family(self.shard, name);
         self.db
-            .cf_handle(name)
+            .cf_handle(&name)
             .unwrap_or_else(|| panic!("column family {name} is opened by open_db"))
     }
 

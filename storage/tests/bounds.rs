@@ -21,7 +21,7 @@ fn inbox_rows(instance_id: &str, seqs: std::ops::Range<u64>) -> Vec<Write> {
 /// Runs `check` on a RocksDB store and on a memory store.
 fn on_both_stores(mut check: impl FnMut(&dyn Store)) {
     let dir = tempfile::tempdir().unwrap();
-    check(&RocksStore::new(open_db(dir.path(), &[]).unwrap()));
+    check(&RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0));
     check(&MemoryStore::default());
 }
 

@@ -122,7 +122,7 @@ fn assert_known_state(store: &dyn Store) {
 #[test]
 fn both_stores_export_the_golden_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let rocks = RocksStore::new(open_db(dir.path(), &[]).unwrap());
+    let rocks = RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0);
     let memory = MemoryStore::default();
     for store in [&rocks as &dyn Store, &memory] {
         store.commit(&known_writes(), b"meta-7").unwrap();
@@ -133,7 +133,7 @@ fn both_stores_export_the_golden_bytes() {
 #[test]
 fn the_golden_bytes_still_load() {
     let dir = tempfile::tempdir().unwrap();
-    let rocks = RocksStore::new(open_db(dir.path(), &[]).unwrap());
+    let rocks = RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0);
     let memory = MemoryStore::default();
     for store in [&rocks as &dyn Store, &memory] {
         store.import(&unhex(GOLDEN)).unwrap();

@@ -141,7 +141,7 @@ fn assert_sample_state(store: &dyn Store) {
 #[test]
 fn rocks_and_memory_agree_and_snapshots_cross_over() {
     let dir = tempfile::tempdir().unwrap();
-    let rocks = RocksStore::new(open_db(dir.path(), &[]).unwrap());
+    let rocks = RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0);
     let memory = MemoryStore::default();
     for store in [&rocks as &dyn Store, &memory] {
         store.commit(&sample_writes(), b"meta-1").unwrap();
@@ -151,7 +151,7 @@ fn rocks_and_memory_agree_and_snapshots_cross_over() {
     from_rocks.import(&rocks.export().unwrap()).unwrap();
     assert_sample_state(&from_rocks);
     let other_dir = tempfile::tempdir().unwrap();
-    let from_memory = RocksStore::new(open_db(other_dir.path(), &[]).unwrap());
+    let from_memory = RocksStore::new(open_db(other_dir.path(), 1, &[]).unwrap(), 0);
     from_memory
         .commit(
             &[Write::PutInstance(InstanceRecord {
@@ -173,21 +173,57 @@ fn rocks_and_memory_agree_and_snapshots_cross_over() {
 fn rocks_state_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let rocks = RocksStore::new(open_db(dir.path(), &[]).unwrap());
+        let rocks = RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0);
         rocks.commit(&sample_writes(), b"meta-1").unwrap();
     }
-    let reopened = RocksStore::new(open_db(dir.path(), &[]).unwrap());
+    let reopened = RocksStore::new(open_db(dir.path(), 1, &[]).unwrap(), 0);
     assert_sample_state(&reopened);
 }
 
 #[test]
 fn a_corrupt_record_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path(), &[]).unwrap();
+    let db = open_db(dir.path(), 1, &[]).unwrap();
     let cf = db.cf_handle("instances").unwrap();
     db.put_cf(&cf, endure_storage::keys::instance("x"), [0xff, 0xff, 0xff])
         .unwrap();
-    let rocks = RocksStore::new(db);
+    let rocks = RocksStore::new(db, 0);
     let error = rocks.instance("x").unwrap_err();
     assert!(error.to_string().contains("corrupt"), "{error}");
+}
+
+#[test]
+fn shards_of_one_database_keep_apart_and_the_count_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open_db(dir.path(), 3, &[]).unwrap();
+        let first = RocksStore::new(db.clone(), 0);
+        let last = RocksStore::new(db, 2);
+        last.commit(&sample_writes(), b"meta-1").unwrap();
+        assert_sample_state(&last);
+        assert!(first.applied_meta().unwrap().is_none());
+        assert!(first.list_instances(None, 10).unwrap().is_empty());
+    }
+    let Err(error) = open_db(dir.path(), 8, &[]) else {
+        panic!("another shard count is refused");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("created with 3 shard(s)") && message.contains("--shards 8"),
+        "{message}"
+    );
+    let db = open_db(dir.path(), 3, &[]).unwrap();
+    assert_sample_state(&RocksStore::new(db, 2));
+}
+
+#[test]
+fn a_directory_from_before_shards_is_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        rocksdb::DB::open(&options, dir.path()).unwrap();
+    }
+    assert!(open_db(dir.path(), 8, &[]).is_err());
+    assert!(open_db(dir.path(), 1, &[]).is_ok());
 }

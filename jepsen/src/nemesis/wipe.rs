@@ -62,7 +62,10 @@ async fn wipe(env: &Env, slot: usize, old: u64, new: u64) -> anyhow::Result<()> 
         .find(|&s| s != slot && env.cluster.is_running(s) && !env.cluster.is_paused(s))
         .ok_or_else(|| anyhow::anyhow!("no live node to change the membership through"))?;
     let mut admin = AdminClient::new(rpc::channel(env.cluster.ports(helper).grpc_addr()));
-    let leave = LeaveNodeRequest { node_id: old };
+    let leave = LeaveNodeRequest {
+        node_id: old,
+        shard: None,
+    };
     rpc::call(
         MEMBERSHIP_DEADLINE,
         admin.leave_node(rpc::request(leave, MEMBERSHIP_DEADLINE)),
@@ -76,6 +79,7 @@ async fn wipe(env: &Env, slot: usize, old: u64, new: u64) -> anyhow::Result<()> 
     let join = JoinNodeRequest {
         node_id: new,
         address,
+        shard: None,
     };
     rpc::call(
         MEMBERSHIP_DEADLINE,

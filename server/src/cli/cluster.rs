@@ -55,12 +55,19 @@ async fn change_membership(command: Command, target: &Target, format: Format) ->
         let response = match command {
             Command::Join { node_id, address } => {
                 client
-                    .join_node(target.request(JoinNodeRequest { node_id, address }))
+                    .join_node(target.request(JoinNodeRequest {
+                        node_id,
+                        address,
+                        shard: None,
+                    }))
                     .await
             }
             Command::Leave { node_id } => {
                 client
-                    .leave_node(target.request(LeaveNodeRequest { node_id }))
+                    .leave_node(target.request(LeaveNodeRequest {
+                        node_id,
+                        shard: None,
+                    }))
                     .await
             }
             Command::Status => unreachable!("status is not a membership change"),
@@ -150,6 +157,31 @@ fn status_text(endpoint: &str, status: &ClusterStatus) -> String {
     }
     text.push('\n');
     text.push_str(&members.render());
+    if status.shards.len() > 1 {
+        let mut shards = Table::new(&[
+            "SHARD",
+            "STATE",
+            "LEADER",
+            "PREFERRED",
+            "TERM",
+            "COMMITTED",
+            "APPLIED",
+        ]);
+        for shard in &status.shards {
+            let leader = shard.leader_id.map(|id| id.to_string());
+            shards.row(vec![
+                shard.shard.to_string(),
+                shard.state.clone(),
+                leader.unwrap_or_else(|| "none".to_string()),
+                shard.preferred_leader.to_string(),
+                shard.term.to_string(),
+                shard.committed_index.to_string(),
+                shard.applied_index.to_string(),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&shards.render());
+    }
     text
 }
 
@@ -171,6 +203,18 @@ fn status_json(endpoint: &str, status: &ClusterStatus) -> Value {
         "snapshotIndex": status.snapshot_index,
         "purgedIndex": status.purged_index,
         "members": members,
+        "shards": status.shards.iter().map(|s| json!({
+            "shard": s.shard,
+            "state": s.state,
+            "leaderId": s.leader_id,
+            "preferredLeader": s.preferred_leader,
+            "term": s.term,
+            "lastLogIndex": s.last_log_index,
+            "committedIndex": s.committed_index,
+            "appliedIndex": s.applied_index,
+            "snapshotIndex": s.snapshot_index,
+            "purgedIndex": s.purged_index,
+        })).collect::<Vec<Value>>(),
     })
 }
 
@@ -198,6 +242,7 @@ mod tests {
             snapshot_index: 0,
             purged_index: 0,
             wall_time: None,
+            shards: Vec::new(),
         }
     }
 

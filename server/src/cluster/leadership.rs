@@ -1,8 +1,8 @@
-//! Leadership: the dispatcher, the timer service and the outbox relay run on the Raft
-//! leader only. This task
-//! starts them when the node becomes leader (after it has applied everything committed)
-//! and stops them when it loses leadership; worker streams on this node then end and the
-//! workers reconnect, to be relayed to the new leader.
+//! Leadership: the dispatcher, the timer service and the outbox relay of a shard run on
+//! the shard's Raft leader only. This task (one per shard) starts them when the node
+//! becomes the shard's leader (after it has applied everything committed) and stops them
+//! when it loses leadership; worker streams then end and the workers reconnect, to be
+//! relayed to the new leader.
 //!
 //! Before serving, a new leader fixes the start of its time line from a majority's clocks
 //! ([`crate::cluster::clock::term_base`]); the term's time then advances monotonically.
@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::clock::{self, ClockSample, LeaderClock, WallReference};
 use super::proposer::Proposer;
+use super::shards::Shards;
 use crate::dispatch::{self, Dispatcher};
 use crate::outbox::OutboxRelay;
 use crate::service::LeaderServices;
@@ -52,7 +53,9 @@ impl Leadership {
         (Leadership { options, leading }, published)
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until shutdown or until Raft stops; `shards` is every shard of this node, the
+    /// targets of this shard's outbox.
+    pub async fn run(self, shards: Shards, mut shutdown: watch::Receiver<bool>) {
         let node = &self.options.node;
         let mut raft = node.watch();
         loop {
@@ -71,13 +74,17 @@ impl Leadership {
             let base = clock::term_base(reference.now(), &samples, floor);
             clock.start_term(base);
             info!(
+                shard = node.shard,
                 peers_sampled = samples.len(),
-                "leader time line starts at {}.{:09}", base.seconds, base.nanos
+                "leader time line starts at {}.{:09}",
+                base.seconds,
+                base.nanos
             );
             let (stop, stopped) = watch::channel(false);
-            let tasks = self.start_services(stopped);
+            let tasks = self.start_services(&shards, stopped);
             info!(
                 node_id = node.node_id,
+                shard = node.shard,
                 "leading: dispatching work and firing timers"
             );
             let keep_going = wait_until(&mut raft, &mut shutdown, |raft| !raft.is_leader()).await;
@@ -89,6 +96,7 @@ impl Leadership {
             clock.end_term();
             info!(
                 node_id = node.node_id,
+                shard = node.shard,
                 "no longer leader: dispatcher and timers stopped"
             );
             if !keep_going {
@@ -97,7 +105,11 @@ impl Leadership {
         }
     }
 
-    fn start_services(&self, stopped: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    fn start_services(
+        &self,
+        shards: &Shards,
+        stopped: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let options = &self.options;
         let store: Arc<dyn endure_storage::Store> = options.node.store.clone();
         let (dispatcher, handle) = Dispatcher::new(dispatch::Options {
@@ -119,7 +131,8 @@ impl Leadership {
             store,
             proposer: options.proposer.clone(),
             shared: options.node.shared.clone(),
-            source_shard: 0,
+            source_shard: options.node.shard,
+            shards: shards.clone(),
         });
         vec![
             tokio::spawn(dispatcher.run(stopped.clone())),

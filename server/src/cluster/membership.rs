@@ -1,94 +1,175 @@
 //! Changing the voters: add a node (as a learner until it has caught up), remove one and
-//! retire its ID for good. Runs on the leader; changes are serialized, because openraft
-//! must never see two at once.
+//! retire its ID for good. Every shard's membership changes, one shard after another, each
+//! by its own leader; changes are serialized on the node that coordinates them, because
+//! openraft must never see two at once in one group.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use endure_engine::records::command::Kind;
 use endure_engine::records::RetireNode;
-use endure_raft::node::Node;
+use endure_proto::endure::internal::{JoinNodeRequest, LeaveNodeRequest};
 
-use super::proposer::Proposer;
+use super::shards::{Shard, Shards};
 use crate::service::error::check;
-use crate::service::Error;
+use crate::service::{Call, Error};
 
 /// Membership changes of this node's cluster.
 #[derive(Clone)]
 pub struct Membership {
-    node: Node,
-    proposer: Proposer,
+    shards: Shards,
     serialized: Arc<tokio::sync::Mutex<()>>,
 }
 
-fn raft_error(error: impl std::fmt::Display) -> Error {
-    Error::unavailable(format!("membership change failed: {error}; retry"))
+fn raft_error(shard: &Shard, error: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!(
+        "membership change of shard {} failed: {error}; retry",
+        shard.id
+    ))
+}
+
+/// One change, as every shard applies it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Join { id: u64, address: String },
+    Leave { id: u64 },
 }
 
 impl Membership {
-    pub fn new(node: Node, proposer: Proposer) -> Membership {
+    pub fn new(shards: Shards) -> Membership {
         Membership {
-            node,
-            proposer,
+            shards,
             serialized: Arc::default(),
         }
     }
 
-    fn voters(&self) -> BTreeSet<u64> {
-        self.node.voters()
-    }
-
-    /// Adds the node as a learner, waits until it has caught up, then makes it a voter.
-    pub async fn join(&self, id: u64, address: String) -> Result<(), Error> {
+    /// Applies the change to every shard in order, each through its leader (this node's
+    /// own groups directly, the others forwarded with the shard named). A shard that
+    /// already has the change is passed over, so a retried change completes.
+    pub async fn change(&self, call: &Call, change: Change) -> Result<(), Error> {
         let _serialized = self.serialized.lock().await;
-        if id == 0 || address.is_empty() {
-            return Err(Error::invalid_argument(
-                "a node ID (at least 1) and its raft address are required",
-            ));
+        let voter_in = |id: u64| {
+            self.shards
+                .iter()
+                .filter(|s| s.node.voters().contains(&id))
+                .count()
+        };
+        match &change {
+            Change::Join { id, .. } if voter_in(*id) == self.shards.count() as usize => {
+                return Err(Error::already_exists(format!(
+                    "node {id} is already a voter"
+                )));
+            }
+            Change::Leave { id } if voter_in(*id) == 0 => {
+                return Err(Error::not_found(format!("node {id} is not a voter")));
+            }
+            _ => {}
         }
-        if self.node.shared.is_retired(id) {
-            return Err(Error::already_exists(format!(
-                "node ID {id} belonged to a node that left; IDs are never reused"
-            )));
+        for shard in self.shards.iter() {
+            let Some(leader) = shard.forward.leader_for(call)? else {
+                change_shard(shard, &change).await?;
+                continue;
+            };
+            match &change {
+                Change::Join { id, address } => {
+                    let request = JoinNodeRequest {
+                        node_id: *id,
+                        address: address.clone(),
+                        shard: Some(shard.id),
+                    };
+                    leader
+                        .forward(call, request, |mut leader, request| async move {
+                            leader.admin.join_node(request).await
+                        })
+                        .await?;
+                }
+                Change::Leave { id } => {
+                    let request = LeaveNodeRequest {
+                        node_id: *id,
+                        shard: Some(shard.id),
+                    };
+                    leader
+                        .forward(call, request, |mut leader, request| async move {
+                            leader.admin.leave_node(request).await
+                        })
+                        .await?;
+                }
+            }
         }
-        if self.voters().contains(&id) {
-            return Err(Error::already_exists(format!(
-                "node {id} is already a voter"
-            )));
-        }
-        let node = openraft::BasicNode { addr: address };
-        self.node
-            .raft
-            .add_learner(id, node, true)
-            .await
-            .map_err(raft_error)?;
-        let mut voters = self.voters();
-        voters.insert(id);
-        self.node
-            .raft
-            .change_membership(voters, false)
-            .await
-            .map_err(raft_error)?;
         Ok(())
     }
 
-    /// Removes the node from the voters and retires its ID.
-    pub async fn leave(&self, id: u64) -> Result<(), Error> {
-        let _serialized = self.serialized.lock().await;
-        let mut voters = self.voters();
-        if !voters.remove(&id) {
-            return Err(Error::not_found(format!("node {id} is not a voter")));
+    /// Applies the change to one shard this node leads (a forwarded, per-shard request).
+    pub async fn change_one(&self, call: &Call, shard: u32, change: Change) -> Result<(), Error> {
+        let shard = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::invalid_argument(format!("there is no shard {shard}")))?;
+        if shard.forward.leader_for(call)?.is_some() {
+            return Err(Error::unavailable(format!(
+                "this node does not lead shard {}; retry",
+                shard.id
+            )));
         }
+        change_shard(shard, &change).await
+    }
+}
+
+async fn change_shard(shard: &Shard, change: &Change) -> Result<(), Error> {
+    match change {
+        Change::Join { id, address } => join(shard, *id, address.clone()).await,
+        Change::Leave { id } => leave(shard, *id).await,
+    }
+}
+
+/// Adds the node to one shard as a learner, waits until it has caught up (from a snapshot
+/// where the log was purged), then makes it a voter.
+async fn join(shard: &Shard, id: u64, address: String) -> Result<(), Error> {
+    if id == 0 || address.is_empty() {
+        return Err(Error::invalid_argument(
+            "a node ID (at least 1) and its raft address are required",
+        ));
+    }
+    if shard.node.shared.is_retired(id) {
+        return Err(Error::already_exists(format!(
+            "node ID {id} belonged to a node that left; IDs are never reused"
+        )));
+    }
+    let voters: BTreeSet<u64> = shard.node.voters();
+    if voters.contains(&id) {
+        // A retried join that got this far before.
+        return Ok(());
+    }
+    let node = openraft::BasicNode { addr: address };
+    let raft = &shard.node.raft;
+    raft.add_learner(id, node, true)
+        .await
+        .map_err(|e| raft_error(shard, e))?;
+    let mut voters = voters;
+    voters.insert(id);
+    raft.change_membership(voters, false)
+        .await
+        .map_err(|e| raft_error(shard, e))?;
+    Ok(())
+}
+
+/// Removes the node from one shard's voters and retires its ID there.
+async fn leave(shard: &Shard, id: u64) -> Result<(), Error> {
+    let mut voters = shard.node.voters();
+    if voters.remove(&id) {
         if voters.is_empty() {
             return Err(Error::failed_precondition("the last voter cannot leave"));
         }
-        self.node
+        shard
+            .node
             .raft
             .change_membership(voters, false)
             .await
-            .map_err(raft_error)?;
-        let retire = Kind::RetireNode(RetireNode { node_id: id });
-        check(self.proposer.propose(retire).await)?;
-        Ok(())
+            .map_err(|e| raft_error(shard, e))?;
     }
+    if !shard.node.shared.is_retired(id) {
+        let retire = Kind::RetireNode(RetireNode { node_id: id });
+        check(shard.proposer.propose(retire).await)?;
+    }
+    Ok(())
 }

@@ -1,30 +1,34 @@
 //! The `Admin` gRPC service: the cluster as this node sees it, membership changes, this
-//! node's replica (for the chaos suite) and, in a `chaos` build, fault controls.
+//! node's replica (for the chaos suite), node-to-node outbox delivery and leader
+//! placement, and, in a `chaos` build, fault controls.
 
 use endure_proto::endure::internal::admin_server::Admin;
 use endure_proto::endure::internal::{
     ChaosControlReply, ChaosControlRequest, ClusterMember, ClusterStatus, ClusterStatusRequest,
-    JoinNodeRequest, LeaveNodeRequest, LocalStateReply, LocalStateRequest,
+    DeliverReply, DeliverRequest, JoinNodeRequest, LeaveNodeRequest, LocalStateReply,
+    LocalStateRequest, ShardStatus, TakeLeadershipReply, TakeLeadershipRequest,
 };
 use endure_raft::node::Node;
+use endure_raft::status::Status as RaftStatus;
 use tonic::{Request, Response, Status};
 
 use super::status::call;
-use crate::cluster::membership::Membership;
-use crate::service::Workflows;
+use crate::cluster::membership::{Change, Membership};
+use crate::cluster::placement;
+use crate::cluster::shards::Shards;
+use crate::service::{Error, Workflows};
 
-/// The Admin service. Membership changes go to the leader; the rest answers for this node.
+/// The Admin service. Membership changes go to each shard's leader; the rest answers for
+/// this node.
 #[derive(Clone)]
 pub struct AdminService {
-    pub node: Node,
+    pub shards: Shards,
     pub workflows: Workflows,
     pub membership: Membership,
 }
 
-/// This node's view of the cluster as a [`ClusterStatus`].
-pub fn cluster_status(node: &Node) -> ClusterStatus {
-    let status = node.status();
-    let members = status
+fn members(status: &RaftStatus) -> Vec<ClusterMember> {
+    status
         .members
         .iter()
         .map(|member| ClusterMember {
@@ -33,12 +37,38 @@ pub fn cluster_status(node: &Node) -> ClusterStatus {
             role: if member.voter { "voter" } else { "learner" }.to_string(),
             matched_index: member.matched_index,
         })
-        .collect();
-    ClusterStatus {
-        node_id: node.node_id,
+        .collect()
+}
+
+/// One shard's Raft group as this node sees it.
+pub fn shard_status(node: &Node, preferred_leader: u64) -> ShardStatus {
+    let status = node.status();
+    ShardStatus {
+        shard: node.shard,
         leader_id: status.leader,
         term: status.term,
-        members,
+        state: status.role.as_str().to_string(),
+        last_log_index: status.last_log_index,
+        committed_index: status.committed_index,
+        applied_index: status.applied_index,
+        snapshot_index: status.snapshot_index,
+        purged_index: status.purged_index,
+        members: members(&status),
+        preferred_leader,
+    }
+}
+
+/// This node's view of the cluster as a [`ClusterStatus`]: shard 0's group at the top,
+/// every shard in `shards`.
+pub fn cluster_status(shards: &Shards) -> ClusterStatus {
+    let first = shards.first();
+    let status = first.node.status();
+    let preferred = placement::preferred(shards);
+    ClusterStatus {
+        node_id: first.node.node_id,
+        leader_id: status.leader,
+        term: status.term,
+        members: members(&status),
         last_log_index: status.last_log_index,
         committed_index: status.committed_index,
         applied_index: status.applied_index,
@@ -48,6 +78,13 @@ pub fn cluster_status(node: &Node) -> ClusterStatus {
         wall_time: Some(crate::cluster::clock::Clock::now(
             &crate::cluster::clock::SystemClock,
         )),
+        shards: shards
+            .iter()
+            .map(|shard| {
+                let preferred = preferred.get(shard.id as usize).copied().unwrap_or(0);
+                shard_status(&shard.node, preferred)
+            })
+            .collect(),
     }
 }
 
@@ -57,7 +94,7 @@ impl Admin for AdminService {
         &self,
         _request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        Ok(Response::new(cluster_status(&self.node)))
+        Ok(Response::new(cluster_status(&self.shards)))
     }
 
     async fn join_node(
@@ -66,16 +103,15 @@ impl Admin for AdminService {
     ) -> Result<Response<ClusterStatus>, Status> {
         let call = call(&request);
         let request = request.into_inner();
-        if let Some(leader) = self.workflows.forward.leader_for(&call)? {
-            let forwarded = leader.forward(&call, request, |mut leader, request| async move {
-                leader.admin.join_node(request).await
-            });
-            return Ok(Response::new(forwarded.await?));
+        let change = Change::Join {
+            id: request.node_id,
+            address: request.address,
+        };
+        match request.shard {
+            Some(shard) => self.membership.change_one(&call, shard, change).await?,
+            None => self.membership.change(&call, change).await?,
         }
-        self.membership
-            .join(request.node_id, request.address)
-            .await?;
-        Ok(Response::new(cluster_status(&self.node)))
+        Ok(Response::new(cluster_status(&self.shards)))
     }
 
     async fn leave_node(
@@ -84,21 +120,21 @@ impl Admin for AdminService {
     ) -> Result<Response<ClusterStatus>, Status> {
         let call = call(&request);
         let request = request.into_inner();
-        if let Some(leader) = self.workflows.forward.leader_for(&call)? {
-            let forwarded = leader.forward(&call, request, |mut leader, request| async move {
-                leader.admin.leave_node(request).await
-            });
-            return Ok(Response::new(forwarded.await?));
+        let change = Change::Leave {
+            id: request.node_id,
+        };
+        match request.shard {
+            Some(shard) => self.membership.change_one(&call, shard, change).await?,
+            None => self.membership.change(&call, change).await?,
         }
-        self.membership.leave(request.node_id).await?;
-        Ok(Response::new(cluster_status(&self.node)))
+        Ok(Response::new(cluster_status(&self.shards)))
     }
 
     async fn local_state(
         &self,
         request: Request<LocalStateRequest>,
     ) -> Result<Response<LocalStateReply>, Status> {
-        crate::cluster::replica::local_state(&self.node, request.get_ref()).map(Response::new)
+        crate::cluster::replica::local_state(&self.shards, request.get_ref()).map(Response::new)
     }
 
     async fn chaos_control(
@@ -106,5 +142,41 @@ impl Admin for AdminService {
         request: Request<ChaosControlRequest>,
     ) -> Result<Response<ChaosControlReply>, Status> {
         crate::cluster::chaos::control(request.into_inner()).map(Response::new)
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverReply>, Status> {
+        let call = call(&request);
+        let request = request.into_inner();
+        let shard = self.shards.get(request.shard).ok_or_else(|| {
+            Error::invalid_argument(format!("this node has no shard {}", request.shard))
+        })?;
+        if shard.forward.leader_for(&call)?.is_some() {
+            return Err(Error::unavailable(format!(
+                "this node does not lead shard {}; retry",
+                shard.id
+            ))
+            .into());
+        }
+        let messages = request
+            .messages
+            .ok_or_else(|| Error::invalid_argument("messages are required"))?;
+        crate::outbox::apply_delivery(shard, messages).await?;
+        Ok(Response::new(DeliverReply {}))
+    }
+
+    async fn take_leadership(
+        &self,
+        request: Request<TakeLeadershipRequest>,
+    ) -> Result<Response<TakeLeadershipReply>, Status> {
+        let shard = request.into_inner().shard;
+        let shard = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::invalid_argument(format!("this node has no shard {shard}")))?;
+        placement::stand_for_election(shard).await?;
+        Ok(Response::new(TakeLeadershipReply {}))
     }
 }

@@ -36,8 +36,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Services {
     pub taskhub: taskhub::TaskHub,
     pub admin: admin::AdminService,
-    /// The Raft service, on the internal listener only.
-    pub raft: Option<endure_raft::types::Raft>,
+    /// The Raft service of every shard, on the internal listener only.
+    pub rafts: Option<std::sync::Arc<Vec<endure_raft::types::Raft>>>,
     pub max_message_bytes: usize,
 }
 
@@ -50,8 +50,8 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: watch::R
                 .saturating_mul(TRANSPORT_CAP_FACTOR),
         )
         .max_encoding_message_size(usize::MAX);
-    let raft = services.raft.map(|raft| {
-        RaftServiceServer::new(endure_raft::rpc::RaftRpc { raft })
+    let raft = services.rafts.map(|rafts| {
+        RaftServiceServer::new(endure_raft::rpc::RaftRpc { rafts })
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
     });

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::{Request, Status};
 
-use crate::service::forward::FORWARDED_HEADER;
+use crate::service::forward::{FORWARDED_HEADER, SHARD_HEADER};
 use crate::service::{Call, Error};
 
 /// The status the SDKs expect for each error (they match some of the texts).
@@ -44,6 +44,10 @@ pub fn call<T>(request: &Request<T>) -> Call {
     Call {
         deadline,
         forwarded: metadata.contains_key(FORWARDED_HEADER),
+        shard: metadata
+            .get(SHARD_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok()),
     }
 }
 

@@ -1,52 +1,150 @@
-//! `GetWorkItems`: a worker's stream of turns and activities. On the leader the stream is
-//! fed by the dispatcher; on any other node it relays the leader's stream, and ends when
-//! this node sees another leader (the worker reconnects, to be relayed to the new one).
+//! `GetWorkItems`: a worker's stream of turns and activities from every shard. A worker may
+//! connect to any node: its stream merges the dispatchers of the shards this node leads
+//! with one relayed stream from each other node that leads shards (that node answers for
+//! the shards it leads). The stream ends (UNAVAILABLE) as soon as any shard's leader
+//! changes, and the worker reconnects to a stream built for the new leaders.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use endure_proto::{GetWorkItemsRequest, WorkItem};
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::{Stream, StreamMap};
 use tonic::Status;
 
 use crate::dispatch::{self, WORKER_QUEUE_ITEMS};
+use crate::service::forward::Leader;
 use crate::service::{Call, Error, Workflows};
 
 /// The stream type tonic expects for GetWorkItems.
 pub type WorkItemStream = Pin<Box<dyn Stream<Item = Result<WorkItem, Status>> + Send + 'static>>;
 
-/// Opens a worker's stream here (leader) or relayed from the leader. The SDK's concurrency
-/// hints are not needed: the stream's flow control and the per-worker queue bound what a
-/// worker holds.
+/// Opens a worker's stream. The SDK's concurrency hints are not needed: the stream's flow
+/// control and the per-worker queue bound what a worker holds.
+///
+/// A call another node forwarded gets the shards this node leads (UNAVAILABLE if none);
+/// a worker's own call gets every shard, and needs every shard's leader known.
 pub async fn open(
     workflows: &Workflows,
     call: &Call,
     request: GetWorkItemsRequest,
 ) -> Result<WorkItemStream, Error> {
-    if let Some(leader) = workflows.forward.leader_for(call)? {
+    let worker_id = workflows.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut sources: StreamMap<String, WorkItemStream> = StreamMap::new();
+    let mut remote: BTreeMap<u64, Leader> = BTreeMap::new();
+    let mut leaders = Vec::new();
+    for shard in workflows.shards.iter() {
+        let Some(leader) = shard.node.leader() else {
+            if call.forwarded {
+                continue;
+            }
+            return Err(Error::unavailable(format!(
+                "no Raft leader of shard {} is known right now; retry shortly",
+                shard.id
+            )));
+        };
+        leaders.push((shard.node.clone(), leader));
+        if leader == shard.node.node_id {
+            let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
+            let dispatcher = shard.dispatcher()?;
+            dispatcher.connect(worker_id, sender).await;
+            let local = LocalStream {
+                items,
+                worker_id,
+                dispatcher,
+            };
+            sources.insert(format!("shard {}", shard.id), Box::pin(local));
+        } else if !call.forwarded {
+            if let Some(leader) = shard.forward.leader()? {
+                remote.entry(leader.node_id).or_insert(leader);
+            }
+        }
+    }
+    for (node_id, leader) in remote {
         let relayed = leader
-            .forward(call, request, |mut leader, request| async move {
+            .forward(call, request.clone(), |mut leader, request| async move {
                 leader.taskhub.get_work_items(request).await
             })
             .await?;
-        let relay = leader.relay(relayed).map(|item| item.map_err(Status::from));
-        return Ok(Box::pin(relay));
+        sources.insert(format!("node {node_id}"), Box::pin(relayed));
     }
-    let worker_id = workflows.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
-    let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
-    let dispatcher = workflows.dispatcher()?;
-    dispatcher.connect(worker_id, sender).await;
-    Ok(Box::pin(LocalStream {
-        items,
-        worker_id,
-        dispatcher,
+    if sources.is_empty() {
+        return Err(Error::unavailable(
+            "this node leads no shard right now; retry",
+        ));
+    }
+    let moved = async move {
+        let waits = leaders.into_iter().map(|(node, leader)| {
+            Box::pin(async move { node.watch().leader_moved_from(leader).await })
+        });
+        let moved: Vec<_> = waits.collect();
+        select_first(moved).await
+    };
+    Ok(Box::pin(Merged {
+        sources: Some(sources),
+        moved: Box::pin(moved),
     }))
 }
 
-/// A worker's stream fed by this node's dispatcher. Dropping it (the worker went away)
-/// hands what the worker held back to the dispatcher.
+/// Resolves when the first of `futures` does.
+async fn select_first(futures: Vec<Pin<Box<impl Future<Output = ()>>>>) {
+    let mut futures = futures;
+    std::future::poll_fn(|cx| {
+        for future in futures.iter_mut() {
+            if future.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A worker's stream over all its sources; see the module documentation.
+struct Merged {
+    sources: Option<StreamMap<String, WorkItemStream>>,
+    moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Stream for Merged {
+    type Item = Result<WorkItem, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(sources) = self.sources.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(sources).poll_next(cx) {
+            Poll::Ready(Some((_, Ok(item)))) => return Poll::Ready(Some(Ok(item))),
+            Poll::Ready(Some((source, Err(status)))) => {
+                // One source failed: end the whole stream so the worker reconnects.
+                self.sources = None;
+                let message = format!("{source}: {}", status.message());
+                return Poll::Ready(Some(Err(Status::new(status.code(), message))));
+            }
+            Poll::Ready(None) => {
+                self.sources = None;
+                return Poll::Ready(Some(Err(Status::unavailable(
+                    "the shards' leaders changed; reconnect",
+                ))));
+            }
+            Poll::Pending => {}
+        }
+        if self.moved.as_mut().poll(cx).is_ready() {
+            // Dropping the sources disconnects from local dispatchers and cancels relays.
+            self.sources = None;
+            return Poll::Ready(Some(Err(Status::unavailable(
+                "a shard's leader changed; reconnect to get work from the new leader",
+            ))));
+        }
+        Poll::Pending
+    }
+}
+
+/// A worker's stream fed by one of this node's dispatchers. Dropping it (the worker went
+/// away) hands what the worker held back to the dispatcher.
 struct LocalStream {
     items: mpsc::Receiver<Result<WorkItem, Status>>,
     worker_id: u64,

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use endure_raft::node::Node;
+use crate::cluster::shards::Shards;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -48,8 +48,8 @@ pub type Response = hyper::Response<Full<Bytes>>;
 pub struct HttpState {
     /// The operations, shared with the gRPC front end so both behave the same.
     pub workflows: Workflows,
-    /// The Raft node: readiness (is a leader known?) and `/cluster/status` read it.
-    pub node: Node,
+    /// This node's shards: `/cluster/status` reads their Raft groups.
+    pub shards: Shards,
     /// Renders the Prometheus text exposition.
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Largest request body accepted, in bytes.

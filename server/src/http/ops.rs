@@ -2,6 +2,8 @@
 //! the workflow API), liveness and readiness for orchestrators such as Kubernetes,
 //! Prometheus metrics, and the Raft cluster as this node sees it.
 
+use std::collections::BTreeMap;
+
 use hyper::StatusCode;
 use serde::Serialize;
 
@@ -92,11 +94,32 @@ struct ClusterStatusBody {
     snapshot_index: u64,
     /// Log purged up to this index (0: none).
     purged_index: u64,
+    /// Every shard's Raft group; the fields above are shard 0's.
+    shards: Vec<ShardBody>,
+}
+
+/// One shard in `/cluster/status`.
+#[derive(Debug, Serialize)]
+struct ShardBody {
+    shard: u32,
+    leader_id: Option<u64>,
+    /// Where placement puts this shard's leadership when every voter is up.
+    preferred_leader: u64,
+    term: u64,
+    state: String,
+    last_log_index: u64,
+    committed_index: u64,
+    applied_index: u64,
+    snapshot_index: u64,
+    purged_index: u64,
+    /// On the shard's leader: how many entries each member is behind it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    lag: BTreeMap<u64, u64>,
 }
 
 /// `GET /cluster/status`: this node's Raft view as JSON.
 pub fn cluster_status(state: &HttpState) -> Response {
-    let status = crate::grpc::admin::cluster_status(&state.node);
+    let status = crate::grpc::admin::cluster_status(&state.shards);
     let body = ClusterStatusBody {
         node_id: status.node_id,
         leader_id: status.leader_id,
@@ -117,6 +140,30 @@ pub fn cluster_status(state: &HttpState) -> Response {
         state: status.state,
         snapshot_index: status.snapshot_index,
         purged_index: status.purged_index,
+        shards: status
+            .shards
+            .into_iter()
+            .map(|shard| ShardBody {
+                shard: shard.shard,
+                leader_id: shard.leader_id,
+                preferred_leader: shard.preferred_leader,
+                term: shard.term,
+                lag: shard
+                    .members
+                    .iter()
+                    .filter_map(|member| {
+                        let matched = member.matched_index?;
+                        Some((member.node_id, shard.last_log_index.saturating_sub(matched)))
+                    })
+                    .collect(),
+                state: shard.state,
+                last_log_index: shard.last_log_index,
+                committed_index: shard.committed_index,
+                applied_index: shard.applied_index,
+                snapshot_index: shard.snapshot_index,
+                purged_index: shard.purged_index,
+            })
+            .collect(),
     };
     json_response(StatusCode::OK, &body)
 }

@@ -21,8 +21,9 @@ impl Workflows {
         call: &Call,
         response: OrchestratorResponse,
     ) -> Result<CompleteTaskResponse, Error> {
+        let shard = self.shard(&response.instance_id);
         let forwarded = forward_answer_with_retry(
-            &self.forward,
+            &shard.forward,
             call,
             response.clone(),
             |mut leader, request| async move {
@@ -35,14 +36,14 @@ impl Workflows {
         self.within_limit(&response)?;
         let instance_id = response.instance_id.clone();
         let token = response.completion_token.clone();
-        let dispatcher = self.dispatcher()?;
+        let dispatcher = shard.dispatcher()?;
         let command = dispatcher
             .resolve_turn(response)
             .await
             .map_err(|unmatched| stale("turn", unmatched))?;
         // In its own task: if the caller goes away mid-proposal, the dispatcher still learns
         // the outcome (otherwise the turn would stay "completing" and never be sent again).
-        let proposer = self.proposer.clone();
+        let proposer = shard.proposer.clone();
         let done_id = instance_id.clone();
         let result = tokio::spawn(async move {
             let result = proposer.propose(Kind::CompleteTurn(command)).await;
@@ -66,8 +67,9 @@ impl Workflows {
         call: &Call,
         response: ActivityResponse,
     ) -> Result<CompleteTaskResponse, Error> {
+        let shard = self.shard(&response.instance_id);
         let forwarded = forward_answer_with_retry(
-            &self.forward,
+            &shard.forward,
             call,
             response.clone(),
             |mut leader, request| async move { leader.taskhub.complete_activity_task(request).await },
@@ -78,12 +80,15 @@ impl Workflows {
         self.within_limit(&response)?;
         let instance_id = response.instance_id.clone();
         let task_id = response.task_id;
-        let dispatcher = self.dispatcher()?;
+        let dispatcher = shard.dispatcher()?;
         let command = dispatcher
             .resolve_activity(response)
             .await
             .map_err(|unmatched| stale("activity", unmatched))?;
-        let result = self.proposer.propose(Kind::CompleteActivity(command)).await;
+        let result = shard
+            .proposer
+            .propose(Kind::CompleteActivity(command))
+            .await;
         dispatcher.activity_done(instance_id, task_id).await;
         check(result)
             .map(|_| CompleteTaskResponse {})

@@ -13,28 +13,28 @@
 //!   the SDKs do not resend an answer that failed, and answers are fenced, so one that
 //!   arrives twice is applied once.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use endure_proto::endure::internal::admin_client::AdminClient;
 use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+use endure_raft::network::Channels;
 use endure_raft::node::Node;
 use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{Call, Error};
-use crate::sync::LockExt;
 
 /// Marks a request a node forwarded to the leader.
 pub const FORWARDED_HEADER: &str = "endure-forwarded";
 /// Marks a forwarded start that answers once committed, without waiting for the first
 /// turn (the HTTP API's start).
 pub const START_NO_WAIT_HEADER: &str = "endure-start-no-wait";
+/// Marks a forwarded query for one shard only (see `Call::shard`).
+pub const SHARD_HEADER: &str = "endure-shard";
 /// Tries to hand a worker's answer to the leader while leadership moves.
 const ANSWER_FORWARD_ATTEMPTS: u32 = 20;
 const ANSWER_FORWARD_BACKOFF: Duration = Duration::from_millis(250);
@@ -49,19 +49,17 @@ pub struct Leader {
     forwarder: Forwarder,
 }
 
-/// Finds the leader and keeps one lazily connected channel per node.
+/// Finds one shard's leader; the channels to other nodes are shared by all shards.
 #[derive(Clone)]
 pub struct Forwarder {
     node: Node,
-    channels: Arc<Mutex<HashMap<(u64, String), Channel>>>,
+    channels: Channels,
 }
 
 impl Forwarder {
-    pub fn new(node: Node) -> Self {
-        Forwarder {
-            node,
-            channels: Arc::default(),
-        }
+    /// The forwarder of `node`'s shard.
+    pub fn new(node: Node, channels: Channels) -> Self {
+        Forwarder { node, channels }
     }
 
     /// `None` when this node leads and serves the call itself; otherwise clients to the
@@ -77,11 +75,12 @@ impl Forwarder {
         Ok(leader)
     }
 
-    fn leader(&self) -> Result<Option<Leader>, Error> {
+    pub(crate) fn leader(&self) -> Result<Option<Leader>, Error> {
         let Some(leader) = self.node.leader() else {
-            return Err(Error::unavailable(
-                "no Raft leader is known right now; retry shortly",
-            ));
+            return Err(Error::unavailable(format!(
+                "no Raft leader of shard {} is known right now; retry shortly",
+                self.node.shard
+            )));
         };
         if leader == self.node.node_id {
             return Ok(None);
@@ -104,14 +103,9 @@ impl Forwarder {
     }
 
     fn channel(&self, leader: u64, address: &str) -> Result<Channel, Error> {
-        let mut channels = self.channels.lock_or_die();
-        if let Some(channel) = channels.get(&(leader, address.to_string())) {
-            return Ok(channel.clone());
-        }
-        let channel = endure_raft::network::peer_channel(address)
-            .map_err(|e| Error::internal(format!("bad address {address} of node {leader}: {e}")))?;
-        channels.insert((leader, address.to_string()), channel.clone());
-        Ok(channel)
+        self.channels
+            .get(address)
+            .map_err(|e| Error::internal(format!("bad address {address} of node {leader}: {e}")))
     }
 
     /// Returns once the known leader is no longer `leader` (another, or none).
@@ -134,6 +128,26 @@ impl Leader {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let request = self.request(call, message);
+        self.while_leading(send(self.clone(), request))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A query of one shard: the request marked with the shard, sent on like [`Self::forward`].
+    pub async fn forward_to_shard<Req, Resp, Fut>(
+        &self,
+        call: &Call,
+        shard: u32,
+        message: Req,
+        send: impl FnOnce(Leader, tonic::Request<Req>) -> Fut,
+    ) -> Result<Resp, Error>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let mut request = self.request(call, message);
+        request
+            .metadata_mut()
+            .insert(SHARD_HEADER, tonic::metadata::MetadataValue::from(shard));
         self.while_leading(send(self.clone(), request))
             .await
             .map(tonic::Response::into_inner)

@@ -18,7 +18,8 @@ impl Workflows {
         call: &Call,
         request: RaiseEventRequest,
     ) -> Result<RaiseEventResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.raise_event(request).await
@@ -33,7 +34,7 @@ impl Workflows {
             name: request.name,
             input: request.input,
         };
-        check(self.proposer.propose(Kind::RaiseEvent(raise)).await)?;
+        check(shard.proposer.propose(Kind::RaiseEvent(raise)).await)?;
         Ok(RaiseEventResponse {})
     }
 
@@ -43,7 +44,8 @@ impl Workflows {
         call: &Call,
         request: TerminateRequest,
     ) -> Result<TerminateResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.terminate_instance(request).await
@@ -57,7 +59,7 @@ impl Workflows {
             output: request.output,
             recursive: request.recursive,
         };
-        check(self.proposer.propose(Kind::Terminate(terminate)).await)?;
+        check(shard.proposer.propose(Kind::Terminate(terminate)).await)?;
         Ok(TerminateResponse {})
     }
 
@@ -66,7 +68,8 @@ impl Workflows {
         call: &Call,
         request: SuspendRequest,
     ) -> Result<SuspendResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.suspend_instance(request).await
@@ -78,7 +81,7 @@ impl Workflows {
             instance_id: request.instance_id,
             reason: request.reason,
         };
-        check(self.proposer.propose(Kind::Suspend(suspend)).await)?;
+        check(shard.proposer.propose(Kind::Suspend(suspend)).await)?;
         Ok(SuspendResponse {})
     }
 
@@ -87,7 +90,8 @@ impl Workflows {
         call: &Call,
         request: ResumeRequest,
     ) -> Result<ResumeResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.resume_instance(request).await
@@ -99,7 +103,7 @@ impl Workflows {
             instance_id: request.instance_id,
             reason: request.reason,
         };
-        check(self.proposer.propose(Kind::Resume(resume)).await)?;
+        check(shard.proposer.propose(Kind::Resume(resume)).await)?;
         Ok(ResumeResponse {})
     }
 
@@ -110,15 +114,8 @@ impl Workflows {
         call: &Call,
         request: PurgeInstancesRequest,
     ) -> Result<PurgeInstancesResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
-            return leader
-                .forward(call, request, |mut leader, request| async move {
-                    leader.taskhub.purge_instances(request).await
-                })
-                .await;
-        }
-        let instance_id = match request.request {
-            Some(purge_instances_request::Request::InstanceId(id)) => id,
+        let instance_id = match &request.request {
+            Some(purge_instances_request::Request::InstanceId(id)) => id.clone(),
             Some(purge_instances_request::Request::PurgeInstanceFilter(_)) => {
                 return Err(Error::unimplemented(
                     "multi-instance purge is not implemented",
@@ -127,11 +124,19 @@ impl Workflows {
             None => return Err(Error::invalid_argument("instanceId is required")),
         };
         require(&instance_id, "instanceId")?;
+        let shard = self.shard(&instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
+            return leader
+                .forward(call, request, |mut leader, request| async move {
+                    leader.taskhub.purge_instances(request).await
+                })
+                .await;
+        }
         let purge = Purge {
             instance_id,
             recursive: request.recursive,
         };
-        let response = check(self.proposer.propose(Kind::Purge(purge)).await)?;
+        let response = check(shard.proposer.propose(Kind::Purge(purge)).await)?;
         Ok(PurgeInstancesResponse {
             deleted_instance_count: response.purged as i32,
             is_complete: Some(true),

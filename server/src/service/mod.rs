@@ -3,7 +3,8 @@
 //! gRPC service (`grpc::taskhub`) and the HTTP API (`http::workflow`) are thin adapters over
 //! these, so both front ends behave the same and map errors once each.
 //!
-//! - [`forward`]: a node that is not the leader passes the call to the leader (once).
+//! - [`forward`]: a node that does not lead an instance's shard passes the call to the
+//!   shard's leader (once).
 //! - [`start`]: start an instance, rerun one from an event.
 //! - [`manage`]: raise an event, terminate, suspend, resume, purge.
 //! - [`query`]: get an instance, its history, the list of instances.
@@ -22,16 +23,12 @@ pub mod wait;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use endure_raft::node::Node;
-use endure_raft::state_machine::Shared;
-use endure_storage::Store;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::proposer::Proposer;
+use crate::cluster::shards::{Shard, Shards};
 use crate::dispatch;
 pub use error::Error;
-use forward::Forwarder;
 
 /// Longest instance ID or name accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 1_024;
@@ -43,9 +40,12 @@ pub struct Call {
     pub deadline: Option<Instant>,
     /// Another node already forwarded this call: it is never forwarded again.
     pub forwarded: bool,
+    /// A forwarded query asks for this one shard only (the forwarding node merges the
+    /// shards' answers).
+    pub shard: Option<u32>,
 }
 
-/// What runs on the leader only, published while this node leads.
+/// What runs on a shard's leader only, published while this node leads the shard.
 #[derive(Clone)]
 pub struct LeaderServices {
     pub dispatcher: dispatch::Handle,
@@ -54,13 +54,8 @@ pub struct LeaderServices {
 /// The workflow service: cheap to clone, shares the node's components.
 #[derive(Clone)]
 pub struct Workflows {
-    pub(crate) proposer: Proposer,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) node: Node,
-    /// The leader-only services while this node leads (`None` otherwise).
-    leading: watch::Receiver<Option<LeaderServices>>,
-    pub(crate) forward: Forwarder,
+    /// Every shard of this node; an instance's calls go to its shard.
+    pub(crate) shards: Shards,
     /// Numbers the worker streams opened on this node.
     pub(crate) next_worker_id: Arc<AtomicU64>,
     /// Largest request accepted, in bytes; larger ones get [`Error::TooLarge`].
@@ -71,9 +66,7 @@ pub struct Workflows {
 
 /// What [`Workflows`] is built from.
 pub struct Options {
-    pub node: Node,
-    pub proposer: Proposer,
-    pub leading: watch::Receiver<Option<LeaderServices>>,
+    pub shards: Shards,
     pub max_message_bytes: usize,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -81,42 +74,43 @@ pub struct Options {
 impl Workflows {
     pub fn new(options: Options) -> Workflows {
         Workflows {
-            proposer: options.proposer,
-            store: options.node.store.clone(),
-            shared: options.node.shared.clone(),
-            forward: Forwarder::new(options.node.clone()),
-            node: options.node,
-            leading: options.leading,
+            shards: options.shards,
             next_worker_id: Arc::new(AtomicU64::new(0)),
             max_message_bytes: options.max_message_bytes,
             shutdown: options.shutdown,
         }
     }
 
-    /// The dispatcher, or UNAVAILABLE while this node is not (yet) a serving leader.
-    pub fn dispatcher(&self) -> Result<dispatch::Handle, Error> {
-        self.leading
-            .borrow()
-            .as_ref()
-            .map(|services| services.dispatcher.clone())
-            .ok_or_else(|| {
-                Error::unavailable("this node is not serving as leader right now; retry")
-            })
+    /// The shard that owns `instance_id`.
+    pub(crate) fn shard(&self, instance_id: &str) -> &Shard {
+        self.shards.of(instance_id)
     }
 
-    /// Why this node cannot serve workflow calls now, if it cannot: shutting down, no
-    /// leader known, or leading but not yet serving (its time line is being fixed).
-    pub fn not_ready(&self) -> Option<&'static str> {
+    /// Why this node cannot serve workflow calls now, if it cannot: shutting down, a shard
+    /// with no leader known, or a shard led here whose services are not yet serving (its
+    /// time line is being fixed).
+    pub fn not_ready(&self) -> Option<String> {
         if *self.shutdown.borrow() {
-            return Some("the node is shutting down");
+            return Some("the node is shutting down".into());
         }
-        match self.node.leader() {
-            None => Some("no Raft leader is known to this node yet"),
-            Some(leader) if leader == self.node.node_id && self.leading.borrow().is_none() => {
-                Some("this node was elected leader and is starting its services")
+        for shard in self.shards.iter() {
+            match shard.node.leader() {
+                None => {
+                    return Some(format!(
+                        "no Raft leader of shard {} is known to this node yet",
+                        shard.id
+                    ))
+                }
+                Some(leader) if leader == shard.node.node_id && !shard.serving() => {
+                    return Some(format!(
+                        "this node was elected leader of shard {} and is starting its services",
+                        shard.id
+                    ))
+                }
+                Some(_) => {}
             }
-            Some(_) => None,
         }
+        None
     }
 
     /// Refuses a request over the configured size (the transport's own cap is higher, so
@@ -131,11 +125,11 @@ impl Workflows {
         }
         Ok(())
     }
+}
 
-    /// Waits until this node may serve a linearizable read.
-    async fn linearizable(&self) -> Result<(), Error> {
-        self.proposer.linearizable().await.map_err(Error::from)
-    }
+/// Waits until this node may serve a linearizable read of `shard`.
+async fn linearizable(shard: &Shard) -> Result<(), Error> {
+    shard.proposer.linearizable().await.map_err(Error::from)
 }
 
 /// Refuses an empty or over-long ID or name.

@@ -8,7 +8,8 @@ use endure_proto::{
     ListInstanceIDsRequest, ListInstanceIDsResponse,
 };
 
-use super::{require, Call, Error, Workflows};
+use super::{linearizable, require, Call, Error, Workflows};
+use crate::cluster::shards::Shard;
 
 /// Largest page ListInstanceIDs returns.
 pub const MAX_PAGE_INSTANCES: usize = 1_000;
@@ -20,7 +21,8 @@ impl Workflows {
         call: &Call,
         request: GetInstanceRequest,
     ) -> Result<GetInstanceResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.get_instance(request).await
@@ -28,7 +30,7 @@ impl Workflows {
                 .await;
         }
         require(&request.instance_id, "instanceId")?;
-        Ok(match self.read_instance(&request.instance_id).await? {
+        Ok(match read_instance(shard, &request.instance_id).await? {
             Some(record) => GetInstanceResponse {
                 exists: true,
                 orchestration_state: Some(query::state(&record, request.get_inputs_and_outputs)),
@@ -45,7 +47,8 @@ impl Workflows {
         call: &Call,
         request: GetInstanceHistoryRequest,
     ) -> Result<GetInstanceHistoryResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.get_instance_history(request).await
@@ -54,44 +57,60 @@ impl Workflows {
         }
         let instance_id = request.instance_id;
         require(&instance_id, "instanceId")?;
-        if self.read_instance(&instance_id).await?.is_none() {
+        if read_instance(shard, &instance_id).await?.is_none() {
             return Err(Error::not_found(format!(
                 "workflow instance '{instance_id}' not found"
             )));
         }
-        let events = self.store.history(&instance_id).map_err(Error::storage)?;
+        let events = shard
+            .node
+            .store
+            .history(&instance_id)
+            .map_err(Error::storage)?;
         Ok(GetInstanceHistoryResponse { events })
     }
 
-    /// A page of instance IDs in ID order, after the continuation token.
+    /// A page of instance IDs in ID order, after the continuation token, across every
+    /// shard: each shard's leader reads its page after the token, and the pages are merged
+    /// in key order. The token is an instance ID, a position in that order, so it stays
+    /// right while instances are added anywhere.
     pub async fn list(
         &self,
         call: &Call,
         request: ListInstanceIDsRequest,
     ) -> Result<ListInstanceIDsResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
-            return leader
-                .forward(call, request, |mut leader, request| async move {
-                    leader.taskhub.list_instance_i_ds(request).await
-                })
-                .await;
+        let after = request.continuation_token.clone().filter(|t| !t.is_empty());
+        if let Some(id) = call.shard {
+            // Another node merges the shards; this node answers for one it leads.
+            let shard = self
+                .shards
+                .get(id)
+                .ok_or_else(|| Error::invalid_argument(format!("this node has no shard {id}")))?;
+            if shard.forward.leader_for(call)?.is_some() {
+                return Err(Error::unavailable(
+                    "this node does not lead that shard; retry",
+                ));
+            }
+            let limit = request.page_size.unwrap_or(0) as usize;
+            let instance_ids =
+                list_shard(shard, after.as_deref(), limit.min(MAX_PAGE_INSTANCES + 1)).await?;
+            return Ok(ListInstanceIDsResponse {
+                instance_ids,
+                continuation_token: None,
+            });
         }
         let page = match request.page_size {
             None | Some(0) => DEFAULT_PAGE_INSTANCES,
             Some(size) => (size as usize).min(MAX_PAGE_INSTANCES),
         };
-        self.linearizable().await?;
-        let after = request.continuation_token.filter(|t| !t.is_empty());
-        let records = self
-            .store
-            .list_instances(after.as_deref(), page + 1)
-            .map_err(Error::storage)?;
-        let more = records.len() > page;
-        let instance_ids: Vec<String> = records
-            .into_iter()
-            .take(page)
-            .map(|r| r.instance_id)
-            .collect();
+        // One more than a page from each shard tells whether another page follows.
+        let mut instance_ids = Vec::new();
+        for shard in self.shards.iter() {
+            instance_ids.extend(self.list_of(call, shard, after.clone(), page + 1).await?);
+        }
+        instance_ids.sort_by(|a, b| key_order(a, b));
+        let more = instance_ids.len() > page;
+        instance_ids.truncate(page);
         let continuation_token = if more {
             instance_ids.last().cloned()
         } else {
@@ -103,8 +122,55 @@ impl Workflows {
         })
     }
 
-    async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>, Error> {
-        self.linearizable().await?;
-        self.store.instance(instance_id).map_err(Error::storage)
+    /// Up to `limit` IDs of one shard after `after`, read by the shard's leader.
+    async fn list_of(
+        &self,
+        call: &Call,
+        shard: &Shard,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        let Some(leader) = shard.forward.leader_for(call)? else {
+            return list_shard(shard, after.as_deref(), limit).await;
+        };
+        let request = ListInstanceIDsRequest {
+            page_size: Some(limit as u32),
+            continuation_token: after,
+        };
+        let page = leader
+            .forward_to_shard(call, shard.id, request, |mut leader, request| async move {
+                leader.taskhub.list_instance_i_ds(request).await
+            })
+            .await?;
+        Ok(page.instance_ids)
     }
+}
+
+/// Up to `limit` IDs of one shard this node leads, after `after`, in key order.
+async fn list_shard(
+    shard: &Shard,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, Error> {
+    linearizable(shard).await?;
+    let records = shard
+        .node
+        .store
+        .list_instances(after, limit)
+        .map_err(Error::storage)?;
+    Ok(records.into_iter().map(|r| r.instance_id).collect())
+}
+
+/// The tables' key order of instance IDs: shorter first, then bytewise.
+pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()))
+}
+
+async fn read_instance(shard: &Shard, instance_id: &str) -> Result<Option<InstanceRecord>, Error> {
+    linearizable(shard).await?;
+    shard
+        .node
+        .store
+        .instance(instance_id)
+        .map_err(Error::storage)
 }

@@ -31,7 +31,12 @@ impl Workflows {
         wait: StartWait,
     ) -> Result<CreateInstanceResponse, Error> {
         self.within_limit(&request)?;
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let mut request = request;
+        if request.instance_id.is_empty() {
+            request.instance_id = new_instance_id();
+        }
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, mut request| async move {
                     if wait == StartWait::No {
@@ -43,13 +48,9 @@ impl Workflows {
                 .await;
         }
         require(&request.name, "name")?;
-        let instance_id = if request.instance_id.is_empty() {
-            new_instance_id()
-        } else {
-            request.instance_id.clone()
-        };
+        let instance_id = request.instance_id.clone();
         require(&instance_id, "instanceId")?;
-        let now = self.proposer.next_time()?;
+        let now = shard.proposer.next_time()?;
         let scheduled = request
             .scheduled_start_timestamp
             .filter(|at| endure_engine::time::after(at, &now));
@@ -64,9 +65,9 @@ impl Workflows {
             router: request.router,
             parent_trace_context: request.parent_trace_context,
         };
-        check(self.proposer.propose(Kind::StartInstance(start)).await)?;
+        check(shard.proposer.propose(Kind::StartInstance(start)).await)?;
         if wait == StartWait::UntilRunning && scheduled.is_none() {
-            self.until(&instance_id, call.deadline, query::has_started)
+            self.until(shard, &instance_id, call.deadline, query::has_started)
                 .await?;
         }
         Ok(CreateInstanceResponse { instance_id })
@@ -79,20 +80,40 @@ impl Workflows {
         call: &Call,
         request: RerunWorkflowFromEventRequest,
     ) -> Result<RerunWorkflowFromEventResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        self.within_limit(&request)?;
+        require(&request.source_instance_id, "sourceInstanceID")?;
+        let shard = self.shard(&request.source_instance_id);
+        let mut request = request;
+        // The rerun is built from the source's history by the source's shard, so the new
+        // instance must live there too; a generated ID is drawn until it does.
+        let new_instance_id = match request.new_instance_id.clone().filter(|id| !id.is_empty()) {
+            Some(id) => id,
+            None => loop {
+                let id = new_instance_id();
+                if self.shard(&id).id == shard.id {
+                    break id;
+                }
+            },
+        };
+        require(&new_instance_id, "newInstanceID")?;
+        if self.shard(&new_instance_id).id != shard.id {
+            return Err(Error::invalid_argument(format!(
+                "newInstanceID '{new_instance_id}' belongs to shard {} and the source '{}' to \
+                 shard {}: a rerun stays in its source's shard; leave newInstanceID empty to \
+                 get a fitting one",
+                self.shard(&new_instance_id).id,
+                request.source_instance_id,
+                shard.id
+            )));
+        }
+        request.new_instance_id = Some(new_instance_id.clone());
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.rerun_workflow_from_event(request).await
                 })
                 .await;
         }
-        self.within_limit(&request)?;
-        require(&request.source_instance_id, "sourceInstanceID")?;
-        let new_instance_id = match request.new_instance_id.filter(|id| !id.is_empty()) {
-            Some(id) => id,
-            None => new_instance_id(),
-        };
-        require(&new_instance_id, "newInstanceID")?;
         let event_id = i32::try_from(request.event_id).map_err(|_| {
             Error::invalid_argument(format!("eventID {} is out of range", request.event_id))
         })?;
@@ -103,8 +124,8 @@ impl Workflows {
             overwrite_input: request.overwrite_input,
             input: request.input,
         };
-        check(self.proposer.propose(Kind::Rerun(rerun)).await)?;
-        self.until(&new_instance_id, call.deadline, query::has_started)
+        check(shard.proposer.propose(Kind::Rerun(rerun)).await)?;
+        self.until(shard, &new_instance_id, call.deadline, query::has_started)
             .await?;
         Ok(RerunWorkflowFromEventResponse { new_instance_id })
     }

@@ -10,7 +10,8 @@ use endure_proto::{GetInstanceRequest, GetInstanceResponse};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use super::{require, Call, Error, Workflows};
+use super::{linearizable, require, Call, Error, Workflows};
+use crate::cluster::shards::Shard;
 
 /// What a long poll waits for.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +30,8 @@ impl Workflows {
         request: GetInstanceRequest,
         awaited: Awaited,
     ) -> Result<GetInstanceResponse, Error> {
-        if let Some(leader) = self.forward.leader_for(call)? {
+        let shard = self.shard(&request.instance_id);
+        if let Some(leader) = shard.forward.leader_for(call)? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     match awaited {
@@ -43,12 +45,12 @@ impl Workflows {
         }
         let instance_id = request.instance_id;
         require(&instance_id, "instanceId")?;
-        self.linearizable().await?;
+        linearizable(shard).await?;
         let done = match awaited {
             Awaited::Start => query::has_started,
             Awaited::Completion => query::has_completed,
         };
-        match self.until(&instance_id, call.deadline, done).await? {
+        match self.until(shard, &instance_id, call.deadline, done).await? {
             Some(record) => Ok(GetInstanceResponse {
                 exists: true,
                 orchestration_state: Some(query::state(&record, true)),
@@ -62,18 +64,23 @@ impl Workflows {
     /// Waits until `done(record)` holds. `Ok(None)` if the instance does not exist.
     pub(crate) async fn until(
         &self,
+        shard: &Shard,
         instance_id: &str,
         deadline: Option<Instant>,
         done: impl Fn(&InstanceRecord) -> bool,
     ) -> Result<Option<InstanceRecord>, Error> {
         // Subscribe before the first read, so no change between the read and the wait is missed.
-        let mut changes = self.shared.subscribe();
+        let mut changes = shard.node.shared.subscribe();
         let mut shutdown = self.shutdown.clone();
         loop {
             if *shutdown.borrow() {
                 return Err(Error::unavailable("the node is shutting down; retry"));
             }
-            let record = self.store.instance(instance_id).map_err(Error::storage)?;
+            let record = shard
+                .node
+                .store
+                .instance(instance_id)
+                .map_err(Error::storage)?;
             match &record {
                 None => return Ok(None),
                 Some(record) if done(record) => return Ok(Some(record.clone())),

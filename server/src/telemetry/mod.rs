@@ -82,13 +82,15 @@ fn is_final(status: i32) -> bool {
     endure_engine::lifecycle::is_terminal(status)
 }
 
-/// Keeps lifecycle counters and instance gauges in step with applied commands, and the
-/// Raft and timer gauges fresh. Runs until shutdown.
+/// Keeps one shard's lifecycle counters and instance gauges in step with its applied
+/// commands, and its Raft and timer gauges fresh (each labelled with the shard). Runs until
+/// shutdown.
 pub async fn run(node: Node, handle: PrometheusHandle, mut shutdown: watch::Receiver<bool>) {
     let mut effects = node.shared.subscribe();
     let mut installs = node.shared.snapshot_installs();
+    let shard = node.shard.to_string();
     let counts = Arc::new(Mutex::new(count_instances(&node)));
-    publish_counts(&counts.lock_or_die());
+    publish_counts(&shard, &counts.lock_or_die());
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     let mut last_leader = None;
     loop {
@@ -98,11 +100,11 @@ pub async fn run(node: Node, handle: PrometheusHandle, mut shutdown: watch::Rece
                 handle.run_upkeep();
                 last_leader = refresh_raft(&node, last_leader);
                 if let Ok(Some(estimate)) = node.store.estimate_timers() {
-                    gauge!(names::TIMERS_PENDING).set(estimate as f64);
+                    gauge!(names::TIMERS_PENDING, "shard" => shard.clone()).set(estimate as f64);
                 }
             }
             received = effects.recv() => match received {
-                Ok(batch) => record_transitions(&batch, &counts),
+                Ok(batch) => record_transitions(&shard, &batch, &counts),
                 Err(RecvError::Lagged(_)) => recount(&node, &counts),
                 Err(RecvError::Closed) => return,
             },
@@ -120,7 +122,7 @@ type Counts = BTreeMap<i32, i64>;
 fn recount(node: &Node, counts: &Mutex<Counts>) {
     let mut counts = counts.lock_or_die();
     *counts = count_instances(node);
-    publish_counts(&counts);
+    publish_counts(&node.shard.to_string(), &counts);
 }
 
 fn count_instances(node: &Node) -> Counts {
@@ -141,14 +143,15 @@ fn count_instances(node: &Node) -> Counts {
     }
 }
 
-fn publish_counts(counts: &Counts) {
+fn publish_counts(shard: &str, counts: &Counts) {
     for status in 0..=8 {
         let value = counts.get(&status).copied().unwrap_or(0);
-        gauge!(names::INSTANCES, "status" => status_name(status)).set(value as f64);
+        gauge!(names::INSTANCES, "status" => status_name(status), "shard" => shard.to_string())
+            .set(value as f64);
     }
 }
 
-fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
+fn record_transitions(shard: &str, batch: &[Effect], counts: &Mutex<Counts>) {
     let mut counts = counts.lock_or_die();
     for effect in batch {
         let Effect::StatusChanged { name, from, to, .. } = effect else {
@@ -165,7 +168,11 @@ fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
             if let Some(status) = status {
                 *counts.entry(*status).or_default() += delta;
                 let value = counts[status];
-                gauge!(names::INSTANCES, "status" => status_name(*status)).set(value as f64);
+                let labels = [
+                    ("status", status_name(*status).to_string()),
+                    ("shard", shard.to_string()),
+                ];
+                gauge!(names::INSTANCES, &labels).set(value as f64);
             }
         }
     }
@@ -173,18 +180,20 @@ fn record_transitions(batch: &[Effect], counts: &Mutex<Counts>) {
 
 /// Publishes Raft gauges; returns the leader seen, to count changes.
 fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
-    let status = crate::grpc::admin::cluster_status(node);
-    gauge!(names::RAFT_TERM).set(status.term as f64);
-    gauge!(names::RAFT_COMMIT_INDEX).set(status.committed_index as f64);
-    gauge!(names::RAFT_APPLIED_INDEX).set(status.applied_index as f64);
-    gauge!(names::RAFT_LAST_LOG_INDEX).set(status.last_log_index as f64);
+    let status = crate::grpc::admin::shard_status(node, 0);
+    let shard = node.shard.to_string();
+    gauge!(names::RAFT_TERM, "shard" => shard.clone()).set(status.term as f64);
+    gauge!(names::RAFT_COMMIT_INDEX, "shard" => shard.clone()).set(status.committed_index as f64);
+    gauge!(names::RAFT_APPLIED_INDEX, "shard" => shard.clone()).set(status.applied_index as f64);
+    gauge!(names::RAFT_LAST_LOG_INDEX, "shard" => shard.clone()).set(status.last_log_index as f64);
     for role in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
         let value = if status.state == role { 1.0 } else { 0.0 };
-        gauge!(names::RAFT_ROLE, "role" => role.to_lowercase()).set(value);
+        let labels = [("role", role.to_lowercase()), ("shard", shard.clone())];
+        gauge!(names::RAFT_ROLE, &labels).set(value);
     }
     let is_leader = status.state == "Leader";
     for member in &status.members {
-        if member.node_id == status.node_id {
+        if member.node_id == node.node_id {
             continue;
         }
         // Only the leader knows how far each follower got; elsewhere the gauge reads 0.
@@ -192,11 +201,14 @@ fn refresh_raft(node: &Node, last_leader: Option<u64>) -> Option<u64> {
             (true, Some(matched)) => status.last_log_index.saturating_sub(matched),
             _ => 0,
         };
-        gauge!(names::RAFT_REPLICATION_LAG, "follower" => member.node_id.to_string())
-            .set(lag as f64);
+        let labels = [
+            ("follower", member.node_id.to_string()),
+            ("shard", shard.clone()),
+        ];
+        gauge!(names::RAFT_REPLICATION_LAG, &labels).set(lag as f64);
     }
     if status.leader_id != last_leader && last_leader.is_some() {
-        counter!(names::RAFT_LEADER_CHANGES).increment(1);
+        counter!(names::RAFT_LEADER_CHANGES, "shard" => shard).increment(1);
     }
     status.leader_id
 }
