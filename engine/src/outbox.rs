@@ -15,8 +15,8 @@ use crate::lifecycle::terminate::{is_child_of_run, terminate_instance};
 use crate::lifecycle::{event, is_terminal};
 use crate::records::outbox_message::Kind;
 use crate::records::{
-    AckOutbox, ChildEnded, DeliverEvent, DeliverMessages, InstanceRecord, OutboxMessage, StartRun,
-    TerminateRun,
+    AckOutbox, ChildEnded, DeliverEvent, DeliverMessages, InstanceRecord, OutboxMessage, PurgeRun,
+    StartRun, TerminateRun,
 };
 use crate::view::{Mark, Tx};
 use crate::{protocol_text, Error};
@@ -67,6 +67,7 @@ fn apply_message(tx: &mut Tx<'_>, ctx: &Ctx, message: &OutboxMessage) -> Result<
         Some(Kind::ChildEnded(ended)) => child_ended(tx, target, ended),
         Some(Kind::DeliverEvent(sent)) => deliver_event(tx, ctx, target, sent),
         Some(Kind::TerminateRun(terminate)) => terminate_run(tx, ctx, target, terminate),
+        Some(Kind::PurgeRun(purge)) => purge_run(tx, target, purge),
         // A kind this build does not know: nothing to do with it.
         None => Ok(()),
     }
@@ -176,6 +177,23 @@ fn terminate_run(
         terminate.output.clone(),
         terminate.recursive,
     )
+}
+
+/// Deletes a terminal child (and, through the outbox, its children) that is still the run
+/// the purged parent created.
+fn purge_run(tx: &mut Tx<'_>, target: &str, purge: &PurgeRun) -> Result<(), Error> {
+    let Some(record) = tx.instance(target)? else {
+        return Ok(());
+    };
+    let ours = is_child_of_run(
+        &record,
+        &purge.parent_instance_id,
+        &purge.parent_execution_id,
+    );
+    if is_terminal(record.status) && ours {
+        crate::lifecycle::purge::purge_tree(tx, &record, true)?;
+    }
+    Ok(())
 }
 
 /// The message that starts `spec` as a run of its own (a child when `spec.parent` is set).

@@ -25,17 +25,16 @@ def register(runtime: WorkflowRuntime) -> None:
     runtime.register_activity(double, name="double")
 
 
-def leader_of(server):
-    """The node whose metrics to read: the leader in cluster mode (it dispatches the work
-    items, so only it times turns and activities); the server itself otherwise."""
-    if hasattr(server, "leader_index"):
-        return server.nodes[server.leader_index()]
-    return server
+def nodes_of(server) -> list:
+    """Every node whose metrics to read: each node of a cluster (a shard's leader times the
+    turns and activities it dispatches, and the shards' leaders are spread over the nodes);
+    the server itself otherwise."""
+    return list(getattr(server, "nodes", [server]))
 
 
-def scrape(server) -> dict:
+def scrape_node(node) -> dict:
     """{family name: {(sample name, sorted labels): value}}"""
-    url = f"http://127.0.0.1:{leader_of(server).http_port}/metrics"
+    url = f"http://127.0.0.1:{node.http_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
@@ -46,6 +45,16 @@ def scrape(server) -> dict:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return families
+
+
+def scrape(server) -> list[dict]:
+    """The families of every node, in node order."""
+    return [scrape_node(node) for node in nodes_of(server)]
+
+
+def everywhere(scrapes: list[dict], family: str, sample: str, **labels) -> float:
+    """The sum over the nodes: for what only the node doing the work records."""
+    return sum(total(families, family, sample, **labels) for families in scrapes)
 
 
 def total(families: dict, family: str, sample: str, **labels) -> float:
@@ -86,26 +95,32 @@ def test_metric_families_exist_and_move_when_workflows_run(endure_server, runtim
         "endure_grpc_requests",
         "endure_grpc_request_duration_seconds",
     ]
-    missing = [name for name in expected_families if name not in after]
+    missing = [name for name in expected_families if not any(name in node for node in after)]
     assert not missing, f"missing metric families: {missing}"
+    # Raft gauges are per shard.
+    terms = after[0]["endure_raft_term"]
+    assert terms and all("shard" in dict(labels) for _, labels in terms), terms
 
-    started = lambda f: total(f, "endure_workflows_started", "endure_workflows_started_total", workflow="metered")
+    # Every replica applies every command, so any one node counts each start once.
+    started = lambda f: total(f[0], "endure_workflows_started", "endure_workflows_started_total", workflow="metered")
     completed = lambda f: total(
-        f, "endure_workflows_completed", "endure_workflows_completed_total", workflow="metered", status="COMPLETED"
+        f[0], "endure_workflows_completed", "endure_workflows_completed_total", workflow="metered", status="COMPLETED"
     )
     assert started(after) - started(before) == 5
     assert completed(after) - completed(before) == 5
-    appended = lambda f: total(f, "endure_history_events_appended", "endure_history_events_appended_total")
+    appended = lambda f: everywhere(f, "endure_history_events_appended", "endure_history_events_appended_total")
     assert appended(after) > appended(before)
-    turns = lambda f: total(f, "endure_turn_duration_seconds", "endure_turn_duration_seconds_count")
-    activities = lambda f: total(f, "endure_activity_duration_seconds", "endure_activity_duration_seconds_count")
+    turns = lambda f: everywhere(f, "endure_turn_duration_seconds", "endure_turn_duration_seconds_count")
+    activities = lambda f: everywhere(f, "endure_activity_duration_seconds", "endure_activity_duration_seconds_count")
     assert turns(after) - turns(before) >= 10, "two turns per workflow at least"
     assert activities(after) - activities(before) >= 5
-    requests = lambda f: total(f, "endure_grpc_requests", "endure_grpc_requests_total", method="StartInstance", code="0")
+    requests = lambda f: everywhere(f, "endure_grpc_requests", "endure_grpc_requests_total", method="StartInstance", code="0")
     assert requests(after) - requests(before) >= 5
     # Histograms have explicit buckets (not summaries).
-    assert any(name.endswith("_bucket") for name, _ in after["endure_turn_duration_seconds"])
+    timed = [node["endure_turn_duration_seconds"] for node in after if "endure_turn_duration_seconds" in node]
+    assert any(name.endswith("_bucket") for samples in timed for name, _ in samples)
     # No instance ID is ever a label value.
-    for samples in after.values():
-        for _, labels in samples:
-            assert not any(instance_id in value for _, value in labels for instance_id in ids)
+    for node in after:
+        for samples in node.values():
+            for _, labels in samples:
+                assert not any(instance_id in value for _, value in labels for instance_id in ids)

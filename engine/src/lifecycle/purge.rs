@@ -1,9 +1,10 @@
-//! Purge: deletes a terminal instance and all its rows; `recursive` purges its children.
+//! Purge: deletes a terminal instance and all its rows; `recursive` purges its children,
+//! each through the outbox (a child may live on another shard).
 
 use super::is_terminal;
-use super::terminate::is_child_of;
 use crate::apply::{Outcome, Rejection, RejectionCode};
-use crate::records::{InstanceRecord, Purge};
+use crate::records::outbox_message::Kind;
+use crate::records::{InstanceRecord, OutboxMessage, Purge, PurgeRun};
 use crate::view::Tx;
 use crate::{protocol_text, Error};
 
@@ -23,19 +24,25 @@ pub fn apply(tx: &mut Tx<'_>, purge: &Purge) -> Result<Outcome, Error> {
     Ok(Outcome::Applied { purged })
 }
 
-/// Deletes the instance and, when asked, its terminal children; returns how many.
-fn purge_tree(tx: &mut Tx<'_>, record: &InstanceRecord, recursive: bool) -> Result<u32, Error> {
+/// Deletes the instance and, when asked, sends each child a [`PurgeRun`]: the child's
+/// shard deletes it (and its own children) if it is terminal and still this run's child.
+/// Returns how many instances this command deleted: one.
+pub(crate) fn purge_tree(
+    tx: &mut Tx<'_>,
+    record: &InstanceRecord,
+    recursive: bool,
+) -> Result<u32, Error> {
     tx.delete_instance(record)?;
-    let mut purged = 1;
     if recursive {
         for child_id in &record.children {
-            let Some(child) = tx.instance(child_id)? else {
-                continue;
-            };
-            if is_terminal(child.status) && is_child_of(&child, record) {
-                purged += purge_tree(tx, &child, true)?;
-            }
+            tx.send(OutboxMessage {
+                target_instance_id: child_id.clone(),
+                kind: Some(Kind::PurgeRun(PurgeRun {
+                    parent_instance_id: record.instance_id.clone(),
+                    parent_execution_id: record.execution_id.clone(),
+                })),
+            })?;
         }
     }
-    Ok(purged)
+    Ok(1)
 }

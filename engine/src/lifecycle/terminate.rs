@@ -82,11 +82,6 @@ pub fn terminate_instance(
     Ok(())
 }
 
-/// The child's current run was created by this run of the parent (IDs can be reused).
-pub fn is_child_of(child: &InstanceRecord, parent: &InstanceRecord) -> bool {
-    is_child_of_run(child, &parent.instance_id, &parent.execution_id)
-}
-
 /// The child's current run was created by the parent's run `parent_execution_id`.
 pub fn is_child_of_run(
     child: &InstanceRecord,

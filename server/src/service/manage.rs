@@ -3,13 +3,18 @@
 
 use endure_engine::records::command::Kind;
 use endure_engine::records::{Purge, RaiseEvent, Resume, Suspend, Terminate};
+use std::time::Duration;
+
+use endure_proto::history_event::EventType;
 use endure_proto::{
-    purge_instances_request, PurgeInstancesRequest, PurgeInstancesResponse, RaiseEventRequest,
-    RaiseEventResponse, ResumeRequest, ResumeResponse, SuspendRequest, SuspendResponse,
-    TerminateRequest, TerminateResponse,
+    purge_instances_request, GetInstanceHistoryRequest, GetInstanceRequest, PurgeInstancesRequest,
+    PurgeInstancesResponse, RaiseEventRequest, RaiseEventResponse, ResumeRequest, ResumeResponse,
+    SuspendRequest, SuspendResponse, TerminateRequest, TerminateResponse,
 };
 
 use super::error::check;
+use tokio::time::Instant;
+
 use super::{require, Call, Error, Workflows};
 
 impl Workflows {
@@ -132,14 +137,110 @@ impl Workflows {
                 })
                 .await;
         }
+        // Children are purged through the outbox, each by its own shard; the call reads
+        // the tree first, and answers once those purges are done (or its time is up).
+        let tree = match request.recursive {
+            true => self.terminal_descendants(call, &instance_id).await?,
+            false => Vec::new(),
+        };
         let purge = Purge {
             instance_id,
             recursive: request.recursive,
         };
         let response = check(shard.proposer.propose(Kind::Purge(purge)).await)?;
+        let purged_children = self.until_gone(call, &tree).await?;
         Ok(PurgeInstancesResponse {
-            deleted_instance_count: response.purged as i32,
-            is_complete: Some(true),
+            deleted_instance_count: (response.purged as usize + purged_children) as i32,
+            is_complete: Some(purged_children == tree.len()),
         })
     }
+
+    /// The terminal children of `instance_id`, theirs, and so on: what a recursive purge
+    /// deletes. Children are read from the history (each `SubOrchestrationInstanceCreated`).
+    async fn terminal_descendants(
+        &self,
+        call: &Call,
+        instance_id: &str,
+    ) -> Result<Vec<String>, Error> {
+        let read = Call {
+            deadline: call.deadline,
+            ..Call::default()
+        };
+        let mut found = Vec::new();
+        let mut parents = vec![instance_id.to_string()];
+        while let Some(parent) = parents.pop() {
+            let history = GetInstanceHistoryRequest {
+                instance_id: parent.clone(),
+            };
+            let events = self.history(&read, history).await?.events;
+            for event in events {
+                let Some(EventType::SubOrchestrationInstanceCreated(created)) = event.event_type
+                else {
+                    continue;
+                };
+                let child = self
+                    .get(
+                        &read,
+                        GetInstanceRequest {
+                            instance_id: created.instance_id.clone(),
+                            get_inputs_and_outputs: false,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                let Some(state) = child.orchestration_state else {
+                    continue;
+                };
+                let ours = state.parent_instance_id.as_deref() == Some(parent.as_str());
+                if ours
+                    && is_terminal(state.orchestration_status)
+                    && !found.contains(&created.instance_id)
+                {
+                    found.push(created.instance_id.clone());
+                    parents.push(created.instance_id);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Waits until the instances are gone, at most [`PURGE_CASCADE_WAIT`] (or the call's
+    /// deadline); how many are.
+    async fn until_gone(&self, call: &Call, ids: &[String]) -> Result<usize, Error> {
+        let read = Call {
+            deadline: call.deadline,
+            ..Call::default()
+        };
+        let give_up = Instant::now() + PURGE_CASCADE_WAIT;
+        let give_up = call
+            .deadline
+            .map_or(give_up, |deadline| deadline.min(give_up));
+        let mut gone = 0;
+        for id in ids {
+            loop {
+                let request = GetInstanceRequest {
+                    instance_id: id.clone(),
+                    get_inputs_and_outputs: false,
+                    ..Default::default()
+                };
+                if !self.get(&read, request).await?.exists {
+                    gone += 1;
+                    break;
+                }
+                if Instant::now() >= give_up {
+                    break;
+                }
+                tokio::time::sleep(PURGE_POLL).await;
+            }
+        }
+        Ok(gone)
+    }
+}
+
+/// Longest a recursive purge waits for its children's shards to delete them.
+const PURGE_CASCADE_WAIT: Duration = Duration::from_secs(10);
+const PURGE_POLL: Duration = Duration::from_millis(10);
+
+fn is_terminal(status: i32) -> bool {
+    endure_engine::lifecycle::is_terminal(status)
 }
