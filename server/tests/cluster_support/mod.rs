@@ -41,11 +41,22 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     snapshot_logs: Option<u64>,
+    /// `--shards`, when given (else the binary's default, or ENDURE_SHARDS).
+    shards: Option<u32>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     pub fn start(snapshot_logs: Option<u64>) -> Cluster {
+        Cluster::start_with(snapshot_logs, None)
+    }
+
+    /// Three nodes of a cluster with `shards` shards.
+    pub fn sharded(shards: u32) -> Cluster {
+        Cluster::start_with(None, Some(shards))
+    }
+
+    fn start_with(snapshot_logs: Option<u64>, shards: Option<u32>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=3)
             .map(|id| Node {
@@ -61,6 +72,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             snapshot_logs,
+            shards,
             _dir: dir,
         };
         for index in 0..3 {
@@ -140,6 +152,9 @@ impl Cluster {
         }
         if let Some(every) = self.snapshot_logs {
             command.args(["--snapshot-logs", &every.to_string()]);
+        }
+        if let Some(shards) = self.shards {
+            command.args(["--shards", &shards.to_string()]);
         }
         let child = command
             .stdout(Stdio::null())
@@ -254,6 +269,80 @@ impl Drop for Cluster {
     }
 }
 
+/// The turn's workflow name and input (from its ExecutionStarted).
+fn started(turn: &OrchestratorRequest) -> (String, String) {
+    for event in turn.past_events.iter().chain(turn.new_events.iter()) {
+        if let Some(history_event::EventType::ExecutionStarted(e)) = &event.event_type {
+            return (e.name.clone(), e.input.clone().unwrap_or_default());
+        }
+    }
+    (String::new(), String::new())
+}
+
+/// "parent": input `CHILD_NAME:ID,ID,...`; starts one child per ID (input 10), then, once
+/// every child completed, completes with the sum of their outputs.
+fn parent_actions(turn: &OrchestratorRequest, input: &str) -> Vec<OrchestratorAction> {
+    let (child_name, ids) = input.split_once(':').unwrap_or(("chain", ""));
+    let ids: Vec<&str> = ids.split(',').filter(|id| !id.is_empty()).collect();
+    let mut created = 0;
+    let mut results = Vec::new();
+    for event in turn.past_events.iter().chain(turn.new_events.iter()) {
+        match &event.event_type {
+            Some(history_event::EventType::SubOrchestrationInstanceCreated(_)) => created += 1,
+            Some(history_event::EventType::SubOrchestrationInstanceCompleted(e)) => results.push(
+                e.result
+                    .as_deref()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0),
+            ),
+            _ => {}
+        }
+    }
+    if created == 0 {
+        return ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| OrchestratorAction {
+                id: i as i32 + 1,
+                orchestrator_action_type: Some(Action::CreateSubOrchestration(
+                    CreateSubOrchestrationAction {
+                        instance_id: id.to_string(),
+                        name: child_name.to_string(),
+                        input: Some("10".into()),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            })
+            .collect();
+    }
+    if results.len() < ids.len() {
+        return Vec::new();
+    }
+    vec![OrchestratorAction {
+        id: ids.len() as i32 + 1,
+        orchestrator_action_type: Some(Action::CompleteOrchestration(
+            CompleteOrchestrationAction {
+                orchestration_status: OrchestrationStatus::Completed as i32,
+                result: Some(results.iter().sum::<i64>().to_string()),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }]
+}
+
+/// The actions of a turn, by workflow: "chain", "parent", or "waiter" (never decides
+/// anything: it runs until terminated).
+fn actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
+    let (name, input) = started(turn);
+    match name.as_str() {
+        "parent" => parent_actions(turn, &input),
+        "waiter" => Vec::new(),
+        _ => chain_actions(turn),
+    }
+}
+
 /// Reads the starting value and every activity result from a turn's events.
 fn chain_state(turn: &OrchestratorRequest) -> (i64, Vec<i64>, usize) {
     let mut input = 0;
@@ -329,7 +418,7 @@ async fn serve_once(endpoint: &str) -> Result<(), Box<dyn std::error::Error + Se
             Some(work_item::Request::OrchestratorRequest(turn)) => {
                 let response = OrchestratorResponse {
                     instance_id: turn.instance_id.clone(),
-                    actions: chain_actions(&turn),
+                    actions: actions(&turn),
                     completion_token: item.completion_token,
                     ..Default::default()
                 };
@@ -388,11 +477,21 @@ pub async fn wait_completed(
 /// Starts an instance, retrying on UNAVAILABLE (a failover under way). A retry that finds
 /// the instance already there (ALREADY_EXISTS) means an earlier attempt was applied.
 pub async fn start_chain(client: &mut TaskHubSidecarServiceClient<Channel>, id: &str, input: i64) {
+    start_named(client, id, "chain", &input.to_string()).await
+}
+
+/// [`start_chain`] for any workflow of the test worker.
+pub async fn start_named(
+    client: &mut TaskHubSidecarServiceClient<Channel>,
+    id: &str,
+    name: &str,
+    input: &str,
+) {
     let started = Instant::now();
     loop {
         let request = CreateInstanceRequest {
             instance_id: id.to_string(),
-            name: "chain".into(),
+            name: name.into(),
             input: Some(input.to_string()),
             ..Default::default()
         };
