@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use endure_engine::shard::MAX_SHARDS;
-use endure_storage::rocks::{open_db, RocksStore};
+use endure_storage::rocks::{open_db, stored_shard_count, RocksStore};
 use endure_storage::Store;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
@@ -43,6 +43,9 @@ pub struct NodeOptions {
     pub routes: Routes,
     /// Shards (Raft groups) of the cluster, fixed when it is created (1 to [`MAX_SHARDS`]).
     pub shards: u32,
+    /// Whether the operator chose `shards`: a data directory created with another count is
+    /// then refused. A default count gives way to the directory's own.
+    pub shards_explicit: bool,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -98,6 +101,11 @@ pub async fn start(
         )));
     }
     std::fs::create_dir_all(data_dir).map_err(|e| open_error(e.to_string()))?;
+    let mut options = options;
+    if !options.shards_explicit {
+        let stored = stored_shard_count(data_dir).map_err(|e| open_error(e.to_string()))?;
+        options.shards = stored.unwrap_or(options.shards);
+    }
     let db = open_db(data_dir, options.shards, &LOG_COLUMN_FAMILIES)
         .map_err(|e| open_error(e.to_string()))?;
     let channels = Channels::default();

@@ -20,6 +20,7 @@ fn options(peers: BTreeMap<NodeId, String>) -> NodeOptions {
         logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT,
         routes: Routes::default(),
         shards: 1,
+        shards_explicit: true,
     }
 }
 
@@ -142,6 +143,18 @@ async fn every_shard_is_its_own_group_and_the_count_is_kept() {
         .expect("another shard count is refused");
     assert!(error.to_string().contains("--shards 4"), "{error}");
     let again = node::start(dir.path(), sharded, &NoPeers).await.unwrap();
+    assert_eq!(again.len(), 4);
+    for node in &again {
+        node.raft.shutdown().await.unwrap();
+    }
+    drop(again);
+    // A count that was not chosen gives way to the directory's own.
+    let defaulted = NodeOptions {
+        shards: 8,
+        shards_explicit: false,
+        ..options(BTreeMap::new())
+    };
+    let again = node::start(dir.path(), defaulted, &NoPeers).await.unwrap();
     assert_eq!(again.len(), 4);
     for node in &again {
         node.raft.shutdown().await.unwrap();

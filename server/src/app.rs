@@ -76,6 +76,7 @@ impl App {
             logs_kept_after_snapshot: node::LOGS_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_logs),
             routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
             shards: settings.shards,
+            shards_explicit: settings.shards_explicit,
         };
         let probe = endure_raft::probe::AdminStatusProbe;
         let nodes = node::start(&settings.data_dir, options, &probe).await?;

@@ -18,8 +18,11 @@ pub const DEFAULT_DATA_DIR: &str = "./endure-data";
 pub const DEFAULT_RAFT_ADDR: &str = "127.0.0.1:50101";
 /// Largest gRPC message accepted, in bytes (the gRPC default the SDKs also use).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Shards of a new cluster.
-pub const DEFAULT_SHARDS: u32 = 1;
+/// Shards of a new cluster of several nodes (started with `--peer` or `--join`): enough
+/// for the leaders to spread over three to eight nodes.
+pub const DEFAULT_CLUSTER_SHARDS: u32 = 8;
+/// Shards of a node on its own (the embedded mode): one, as before shards.
+pub const DEFAULT_SINGLE_SHARDS: u32 = 1;
 
 /// Flags of `endure serve`; each can also come from an `ENDURE_*` variable.
 #[derive(Args, Debug, Default)]
@@ -59,7 +62,7 @@ pub struct ServeArgs {
     pub snapshot_logs: Option<u64>,
     /// Shards (Raft groups) the instances are spread over, fixed when the cluster is
     /// created: every node of a cluster takes the same count, and a data directory refuses
-    /// another. 1 to 256.
+    /// another. 1 to 256; default 8 with --peer or --join, else 1.
     #[arg(long, env = "ENDURE_SHARDS")]
     pub shards: Option<u32>,
     /// Log filter (`info`, `debug`, `endure=debug,openraft=warn`, ...); RUST_LOG wins.
@@ -122,6 +125,9 @@ pub struct Settings {
     pub snapshot_logs: u64,
     /// Shards of the cluster.
     pub shards: u32,
+    /// Whether `--shards` (or the file) chose them; a default gives way to the count a data
+    /// directory was created with.
+    pub shards_explicit: bool,
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
@@ -175,7 +181,13 @@ impl Settings {
                 .snapshot_logs
                 .or(file.snapshot_logs)
                 .unwrap_or(endure_raft::node::SNAPSHOT_EVERY_LOG_ENTRIES),
-            shards: args.shards.or(file.shards).unwrap_or(DEFAULT_SHARDS),
+            shards_explicit: args.shards.or(file.shards).is_some(),
+            shards: args.shards.or(file.shards).unwrap_or(
+                match !args.peers.is_empty() || !file.peers.is_empty() || args.join || file.join {
+                    true => DEFAULT_CLUSTER_SHARDS,
+                    false => DEFAULT_SINGLE_SHARDS,
+                },
+            ),
             log_level: args
                 .log_level
                 .or(file.log_level)
@@ -297,6 +309,39 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(format!("{:#}", bad.unwrap_err()).contains("--peer-route"));
+    }
+
+    #[test]
+    fn a_cluster_defaults_to_eight_shards_and_a_lone_node_to_one() {
+        let lone = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!((lone.shards, lone.shards_explicit), (1, false));
+        let clustered = Settings::resolve(ServeArgs {
+            peers: vec!["1=a:1".into(), "2=b:1".into(), "3=c:1".into()],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((clustered.shards, clustered.shards_explicit), (8, false));
+        let joining = Settings::resolve(ServeArgs {
+            join: true,
+            node_id: Some(4),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(joining.shards, 8);
+        let chosen = Settings::resolve(ServeArgs {
+            shards: Some(3),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((chosen.shards, chosen.shards_explicit), (3, true));
+        for bad in [0, 257] {
+            let error = Settings::resolve(ServeArgs {
+                shards: Some(bad),
+                ..ServeArgs::default()
+            })
+            .unwrap_err();
+            assert!(format!("{error:#}").contains("--shards must be between 1 and 256"));
+        }
     }
 
     #[test]

@@ -101,10 +101,13 @@ async fn a_wiped_follower_is_refused_then_rebuilt_from_a_snapshot_under_a_new_id
     let followers = others(&all, leader);
     let worker = chain_worker(cluster.endpoint(leader));
     let mut client = cluster.client(leader).await;
-    for i in 0..40 {
+    // Enough for shard 0 to snapshot however many shards share the work.
+    let shards = cluster.status(leader).await.unwrap().shards.len().max(1);
+    let chains = 40 * shards as i64;
+    for i in 0..chains {
         start_chain(&mut client, &format!("before-{i}"), i).await;
     }
-    for i in 0..40 {
+    for i in 0..chains {
         wait_completed(&mut client, &format!("before-{i}")).await;
     }
     let leader_status = cluster.status(leader).await.unwrap();

@@ -64,11 +64,7 @@ pub fn open_db(path: &Path, shards: u32, extra: &[&str]) -> Result<Arc<DB>, Erro
     options.set_paranoid_checks(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
-    let existed = DB::list_cf(&options, path).is_ok();
-    let stored = match existed {
-        true => Some(stored_shards(&options, path)?.unwrap_or(1)),
-        false => None,
-    };
+    let stored = stored_shard_count(path)?;
     if let Some(stored) = stored.filter(|stored| *stored != shards) {
         return Err(Error::ShardCountMismatch {
             path: path.display().to_string(),
@@ -94,11 +90,16 @@ pub fn open_db(path: &Path, shards: u32, extra: &[&str]) -> Result<Arc<DB>, Erro
     Ok(Arc::new(db))
 }
 
-/// The shard count stored in an existing database (`None`: written before shards).
-fn stored_shards(options: &Options, path: &Path) -> Result<Option<u32>, Error> {
-    let db = DB::open_for_read_only(options, path, false)?;
-    let Some(bytes) = db.get(SHARDS_KEY)? else {
+/// The shard count an existing database was created with (one for a database written
+/// before shards); `None` when there is no database at `path` yet.
+pub fn stored_shard_count(path: &Path) -> Result<Option<u32>, Error> {
+    let options = Options::default();
+    if DB::list_cf(&options, path).is_err() {
         return Ok(None);
+    }
+    let db = DB::open_for_read_only(&options, path, false)?;
+    let Some(bytes) = db.get(SHARDS_KEY)? else {
+        return Ok(Some(1));
     };
     let bytes: [u8; 4] = bytes.as_slice().try_into().map_err(|_| Error::Corruption {
         table: "default",

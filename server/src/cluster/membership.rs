@@ -11,6 +11,10 @@ use endure_engine::records::RetireNode;
 use endure_proto::endure::internal::{JoinNodeRequest, LeaveNodeRequest};
 
 use super::shards::{Shard, Shards};
+
+/// Tries per shard while its leader is unknown or unreachable, and the pause between.
+const SHARD_CHANGE_ATTEMPTS: u32 = 40;
+const SHARD_CHANGE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 use crate::service::error::check;
 use crate::service::{Call, Error};
 
@@ -63,37 +67,84 @@ impl Membership {
             Change::Leave { id } if voter_in(*id) == 0 => {
                 return Err(Error::not_found(format!("node {id} is not a voter")));
             }
+            Change::Join { id, address } => self.same_shard_count(*id, address).await?,
             _ => {}
         }
         for shard in self.shards.iter() {
-            let Some(leader) = shard.forward.leader_for(call)? else {
-                change_shard(shard, &change).await?;
-                continue;
-            };
-            match &change {
-                Change::Join { id, address } => {
-                    let request = JoinNodeRequest {
-                        node_id: *id,
-                        address: address.clone(),
-                        shard: Some(shard.id),
-                    };
-                    leader
-                        .forward(call, request, |mut leader, request| async move {
-                            leader.admin.join_node(request).await
-                        })
-                        .await?;
+            // A shard whose leader just died has none for a moment: try again, the
+            // change of one shard being idempotent.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.change_via_leader(call, shard, &change).await {
+                    Err(Error::Unavailable(reason)) if attempt < SHARD_CHANGE_ATTEMPTS => {
+                        tracing::info!(shard = shard.id, %reason, "membership change: retrying");
+                        tokio::time::sleep(SHARD_CHANGE_BACKOFF).await;
+                    }
+                    result => break result?,
                 }
-                Change::Leave { id } => {
-                    let request = LeaveNodeRequest {
-                        node_id: *id,
-                        shard: Some(shard.id),
-                    };
-                    leader
-                        .forward(call, request, |mut leader, request| async move {
-                            leader.admin.leave_node(request).await
-                        })
-                        .await?;
-                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a joining node started with another `--shards` (its groups would never
+    /// match the cluster's). A node that cannot be asked is left to the join itself.
+    async fn same_shard_count(&self, id: u64, address: &str) -> Result<(), Error> {
+        use endure_proto::endure::internal::admin_client::AdminClient;
+        use endure_proto::endure::internal::ClusterStatusRequest;
+        let Ok(channel) = endure_raft::network::peer_channel(address) else {
+            return Err(Error::invalid_argument(format!("bad address {address}")));
+        };
+        let mut request = tonic::Request::new(ClusterStatusRequest {});
+        request.set_timeout(std::time::Duration::from_secs(2));
+        let Ok(status) = AdminClient::new(channel).cluster_status(request).await else {
+            return Ok(());
+        };
+        let theirs = status.into_inner().shards.len().max(1);
+        let ours = self.shards.count() as usize;
+        if theirs != ours {
+            return Err(Error::failed_precondition(format!(
+                "node {id} was started with --shards {theirs} but this cluster has {ours} \
+                 shards: start it again with --shards {ours} (and an empty data directory)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The change of one shard, here if this node leads it, else by its leader.
+    async fn change_via_leader(
+        &self,
+        call: &Call,
+        shard: &Shard,
+        change: &Change,
+    ) -> Result<(), Error> {
+        let Some(leader) = shard.forward.leader_for(call)? else {
+            return change_shard(shard, change).await;
+        };
+        match change {
+            Change::Join { id, address } => {
+                let request = JoinNodeRequest {
+                    node_id: *id,
+                    address: address.clone(),
+                    shard: Some(shard.id),
+                };
+                leader
+                    .forward(call, request, |mut leader, request| async move {
+                        leader.admin.join_node(request).await
+                    })
+                    .await?;
+            }
+            Change::Leave { id } => {
+                let request = LeaveNodeRequest {
+                    node_id: *id,
+                    shard: Some(shard.id),
+                };
+                leader
+                    .forward(call, request, |mut leader, request| async move {
+                        leader.admin.leave_node(request).await
+                    })
+                    .await?;
             }
         }
         Ok(())

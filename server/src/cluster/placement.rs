@@ -125,10 +125,22 @@ async fn live_voters(shards: &Shards, channels: &Channels) -> BTreeSet<u64> {
             let mut request = tonic::Request::new(ClusterStatusRequest {});
             request.set_timeout(PROBE_TIMEOUT);
             let answer = tokio::time::timeout(PROBE_TIMEOUT, admin.cluster_status(request)).await;
-            matches!(answer, Ok(Ok(_))).then_some(id)
+            match answer {
+                Ok(Ok(status)) => Some((id, status.into_inner().shards.len())),
+                _ => None,
+            }
         });
     }
-    for id in probes.join_all().await.into_iter().flatten() {
+    let ours = shards.count() as usize;
+    for (id, theirs) in probes.join_all().await.into_iter().flatten() {
+        if theirs != ours {
+            tracing::error!(
+                peer = id,
+                "peer {id} runs {theirs} shard(s) and this node {ours}: every node of a \
+                 cluster must be started with the same --shards"
+            );
+            continue;
+        }
         live.insert(id);
     }
     live
