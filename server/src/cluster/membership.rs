@@ -156,12 +156,7 @@ impl Membership {
             .shards
             .get(shard)
             .ok_or_else(|| Error::invalid_argument(format!("there is no shard {shard}")))?;
-        if shard.forward.leader_for(call)?.is_some() {
-            return Err(Error::unavailable(format!(
-                "this node does not lead shard {}; retry",
-                shard.id
-            )));
-        }
+        shard.must_lead(call)?;
         change_shard(shard, &change).await
     }
 }

@@ -39,6 +39,18 @@ impl Shard {
             })
     }
 
+    /// Refuses a call another node forwarded here for this shard unless this node leads
+    /// it (UNAVAILABLE, so the caller retries with the new leader).
+    pub fn must_lead(&self, call: &crate::service::Call) -> Result<(), Error> {
+        if self.forward.leader_for(call)?.is_some() {
+            return Err(Error::unavailable(format!(
+                "this node does not lead shard {}; retry",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether this node leads the shard and its services run.
     pub fn serving(&self) -> bool {
         self.leading.borrow().is_some()

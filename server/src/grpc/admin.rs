@@ -153,13 +153,7 @@ impl Admin for AdminService {
         let shard = self.shards.get(request.shard).ok_or_else(|| {
             Error::invalid_argument(format!("this node has no shard {}", request.shard))
         })?;
-        if shard.forward.leader_for(&call)?.is_some() {
-            return Err(Error::unavailable(format!(
-                "this node does not lead shard {}; retry",
-                shard.id
-            ))
-            .into());
-        }
+        shard.must_lead(&call)?;
         let messages = request
             .messages
             .ok_or_else(|| Error::invalid_argument("messages are required"))?;

@@ -1,12 +1,12 @@
-//! Forwarding: any node serves any call by passing it to the Raft leader's internal address
-//! when it is not the leader itself. Every operation goes through [`Forwarder::leader_for`]
+//! Forwarding: any node serves any call by passing it to the internal address of the
+//! leader of the call's shard when it does not lead that shard itself. Every operation goes through [`Forwarder::leader_for`]
 //! and [`Leader::forward`]; nothing else sends a call to another node.
 //!
 //! - **Forward once.** A call that was already forwarded is never forwarded again (two
 //!   nodes that each think the other leads would bounce it): it answers UNAVAILABLE.
 //! - **Never a false success.** A forwarded call that loses its leader midway fails with
 //!   UNAVAILABLE ("outcome unknown"), which the SDKs retry.
-//! - **A hung leader does not hold callers.** A forwarded call or relayed stream ends as soon
+//! - **A hung leader does not hold callers.** A forwarded call ends as soon
 //!   as this node sees another leader (or none), and the channels to the leader carry HTTP/2
 //!   keepalive.
 //! - **Worker answers are retried** while leadership moves ([`forward_answer_with_retry`]):
@@ -14,15 +14,12 @@
 //!   arrives twice is applied once.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use endure_proto::endure::internal::admin_client::AdminClient;
 use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
 use endure_raft::network::Channels;
 use endure_raft::node::Node;
-use tokio_stream::Stream;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -176,18 +173,6 @@ impl Leader {
             () = self.forwarder.leadership_moved(self.node_id) => Err(moved(self.node_id)),
         }
     }
-
-    /// A stream relayed from this leader that ends (with UNAVAILABLE, so the SDK
-    /// reconnects) once this node sees that it no longer leads.
-    pub fn relay<S>(&self, stream: S) -> Relay<S> {
-        let forwarder = self.forwarder.clone();
-        let leader = self.node_id;
-        Relay {
-            inner: Some(stream),
-            moved: Box::pin(async move { forwarder.leadership_moved(leader).await }),
-            leader,
-        }
-    }
 }
 
 /// Hands a worker's answer to whichever node leads, again while leadership moves (no
@@ -252,35 +237,6 @@ pub fn from_status(status: Status) -> Error {
         Code::Unimplemented => Error::Unimplemented(message),
         Code::Unknown => Error::Unknown(message),
         code => Error::Internal(format!("the leader answered {code:?}: {message}")),
-    }
-}
-
-/// See [`Leader::relay`].
-pub struct Relay<S> {
-    inner: Option<S>,
-    moved: Pin<Box<dyn Future<Output = ()> + Send>>,
-    leader: u64,
-}
-
-impl<T, S> Stream for Relay<S>
-where
-    S: Stream<Item = Result<T, Status>> + Unpin,
-{
-    type Item = Result<T, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if let Poll::Ready(item) = Pin::new(inner).poll_next(cx) {
-            return Poll::Ready(item.map(|item| item.map_err(from_status)));
-        }
-        if self.moved.as_mut().poll(cx).is_ready() {
-            // Dropping the relayed stream cancels it on the old leader too.
-            self.inner = None;
-            return Poll::Ready(Some(Err(moved(self.leader))));
-        }
-        Poll::Pending
     }
 }
 

@@ -86,11 +86,7 @@ impl Workflows {
                 .shards
                 .get(id)
                 .ok_or_else(|| Error::invalid_argument(format!("this node has no shard {id}")))?;
-            if shard.forward.leader_for(call)?.is_some() {
-                return Err(Error::unavailable(
-                    "this node does not lead that shard; retry",
-                ));
-            }
+            shard.must_lead(call)?;
             let limit = request.page_size.unwrap_or(0) as usize;
             let instance_ids =
                 list_shard(shard, after.as_deref(), limit.min(MAX_PAGE_INSTANCES + 1)).await?;
