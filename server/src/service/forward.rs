@@ -35,6 +35,9 @@ pub const SHARD_HEADER: &str = "endure-shard";
 /// Tries to hand a worker's answer to the leader while leadership moves.
 const ANSWER_FORWARD_ATTEMPTS: u32 = 20;
 const ANSWER_FORWARD_BACKOFF: Duration = Duration::from_millis(250);
+/// How long a call waits for a new leader when the known one cannot be reached (a few
+/// election timeouts of 300-600 ms).
+const UNREACHED_LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// Clients to the leader's internal service.
 #[derive(Clone)]
@@ -114,20 +117,20 @@ impl Forwarder {
 impl Leader {
     /// Sends the call on to the leader, with the caller's deadline and the forwarded mark,
     /// and maps its answer. Answers UNAVAILABLE as soon as this node sees that the leader
-    /// no longer leads (the call's outcome is then unknown to the caller).
+    /// no longer leads (the call's outcome is then unknown to the caller). A leader that
+    /// cannot be reached at all (the call was never sent) is waited out: once another node
+    /// leads the shard, the call goes there instead.
     pub async fn forward<Req, Resp, Fut>(
         &self,
         call: &Call,
         message: Req,
-        send: impl FnOnce(Leader, tonic::Request<Req>) -> Fut,
+        send: impl Fn(Leader, tonic::Request<Req>) -> Fut,
     ) -> Result<Resp, Error>
     where
+        Req: Clone,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let request = self.request(call, message);
-        self.while_leading(send(self.clone(), request))
-            .await
-            .map(tonic::Response::into_inner)
+        self.forward_marked(call, None, message, send).await
     }
 
     /// A query of one shard: the request marked with the shard, sent on like [`Self::forward`].
@@ -136,18 +139,70 @@ impl Leader {
         call: &Call,
         shard: u32,
         message: Req,
-        send: impl FnOnce(Leader, tonic::Request<Req>) -> Fut,
+        send: impl Fn(Leader, tonic::Request<Req>) -> Fut,
     ) -> Result<Resp, Error>
     where
+        Req: Clone,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let mut request = self.request(call, message);
-        request
-            .metadata_mut()
-            .insert(SHARD_HEADER, tonic::metadata::MetadataValue::from(shard));
-        self.while_leading(send(self.clone(), request))
-            .await
-            .map(tonic::Response::into_inner)
+        self.forward_marked(call, Some(shard), message, send).await
+    }
+
+    async fn forward_marked<Req, Resp, Fut>(
+        &self,
+        call: &Call,
+        shard: Option<u32>,
+        message: Req,
+        send: impl Fn(Leader, tonic::Request<Req>) -> Fut,
+    ) -> Result<Resp, Error>
+    where
+        Req: Clone,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let give_up = tokio::time::Instant::now() + UNREACHED_LEADER_WAIT;
+        let give_up = call.deadline.map_or(give_up, |deadline| deadline.min(give_up));
+        let mut leader = self.clone();
+        loop {
+            let mut request = leader.request(call, message.clone());
+            if let Some(shard) = shard {
+                request
+                    .metadata_mut()
+                    .insert(SHARD_HEADER, tonic::metadata::MetadataValue::from(shard));
+            }
+            let status = match leader.sent(send(leader.clone(), request)).await? {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if never_sent(&status) => status,
+                Err(status) => return Err(from_status(status)),
+            };
+            leader = match leader.next_leader(give_up).await {
+                Some(next) => next,
+                None => return Err(unreached(&leader, status)),
+            };
+        }
+    }
+
+    /// The leader's answer, or UNAVAILABLE once this node sees another leader (or none).
+    async fn sent<T>(
+        &self,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Result<T, Status>, Error> {
+        tokio::select! {
+            result = call => Ok(result),
+            () = self.forwarder.leadership_moved(self.node_id) => Err(moved(self.node_id)),
+        }
+    }
+
+    /// Another node's clients once it leads the shard (before `give_up`); `None` when none
+    /// does by then, or when this node itself was elected (the caller retries here).
+    async fn next_leader(&self, give_up: tokio::time::Instant) -> Option<Leader> {
+        let mut watch = self.forwarder.node.watch();
+        let elected = watch.wait_until(|watch| {
+            watch
+                .leader()
+                .is_some_and(|leader| leader != self.node_id)
+        });
+        tokio::time::timeout_at(give_up, elected).await.ok()?;
+        self.forwarder.leader().ok().flatten()
     }
 
     /// The request to send on: the message, the deadline that is left, the mark.
@@ -168,11 +223,28 @@ impl Leader {
         &self,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Error> {
-        tokio::select! {
-            result = call => result.map_err(from_status),
-            () = self.forwarder.leadership_moved(self.node_id) => Err(moved(self.node_id)),
-        }
+        self.sent(call).await?.map_err(from_status)
     }
+}
+
+/// A failure of the transport to connect: the call never left this node, so it can go to
+/// the next leader without any risk of running twice. (tonic gives a connect failure
+/// UNAVAILABLE with the connector's message and no response metadata; a failure after
+/// the call was sent has another message, and a leader's own answer carries headers.)
+fn never_sent(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        && status.metadata().is_empty()
+        && status.message().starts_with("tcp connect error")
+}
+
+fn unreached(leader: &Leader, status: Status) -> Error {
+    Error::unavailable(format!(
+        "node {}, the known leader of shard {}, cannot be reached ({}), and no other node \
+         took over in time; the call was not sent; retry",
+        leader.node_id,
+        leader.forwarder.node.shard,
+        status.message()
+    ))
 }
 
 /// Hands a worker's answer to whichever node leads, again while leadership moves (no
