@@ -5,6 +5,8 @@
 //!   ([`Request`]) and what applying it answers ([`Response`]), plus type aliases.
 //! - [`log_store`]: the durable Raft log ([`LogStore`]) in RocksDB column families
 //!   [`LOG_COLUMN_FAMILIES`], fsynced before openraft sees anything as persisted.
+//! - [`group_commit`]: the one thread per node that syncs appended entries of every shard,
+//!   many per fsync.
 //! - [`codec`]: byte formats of stored log entries, log keys and Raft metadata.
 //! - [`state_machine`]: applies committed commands through the engine into the store.
 //! - [`node`]: opening a data directory and starting Raft on it; a running [`node::Node`]
@@ -21,6 +23,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod group_commit;
 pub mod log_store;
 pub mod network;
 pub mod node;

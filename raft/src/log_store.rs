@@ -5,14 +5,16 @@
 //!   is log order), valued by [`codec::encode_entry`].
 //! - `raft_state`: the `vote`, the `last_purged` log id and the `committed` log id, as JSON.
 //!
-//! Durability contract: everything openraft must find after a crash (appended entries, the
-//! vote, truncations, purges) is written with `sync = true` before openraft is told it is
-//! done; appending a batch of entries is one `WriteBatch` and one fsync. Any RocksDB failure
-//! or undecodable stored bytes is returned as a `StorageError`, on which openraft stops the
-//! node; nothing here retries or panics on stored data (DESIGN §7).
+//! Durability contract: everything openraft must find after a crash is durable before
+//! openraft is told it is: the vote, truncations and purges are written with `sync = true`
+//! before the call returns; an append is one unsynced `WriteBatch` (readable at once) whose
+//! callback reports it flushed only after the node's group commit has synced the WAL
+//! ([`crate::group_commit`]), one fsync for every append waiting, of every shard. Any
+//! RocksDB failure or undecodable stored bytes is returned as a `StorageError`, on which
+//! openraft stops the shard; nothing here retries or panics on stored data (DESIGN §7).
 //!
 //! RocksDB calls are blocking and run on the caller's task: openraft drives the log store
-//! from its single Raft core task, and an append is not done before its fsync anyway.
+//! from its single Raft core task; the fsync of appends runs on the group commit's thread.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -31,6 +33,7 @@ use crate::codec::{
     self, decode_entry, decode_entry_log_id, decode_log_key, encode_entry, log_key,
 };
 use crate::error::Error;
+use crate::group_commit::GroupCommit;
 use crate::types::{Entry, LogId, NodeId, TypeConfig, Vote};
 
 /// Column family of the log entries, keyed by big-endian log index.
@@ -64,16 +67,19 @@ pub struct LogStore {
     written: Option<Arc<AtomicU64>>,
     /// The purge point on disk (index, 0: none), for the node's status.
     purged: Arc<AtomicU64>,
+    /// Makes appends durable, many per sync, shared by every shard of the DB.
+    group_commit: GroupCommit,
 }
 
 impl LogStore {
     /// The log of `shard` in a DB the caller opened with [`LOG_COLUMN_FAMILIES`] for that
     /// shard; fails if one is missing, so a misconfigured node stops at startup instead of
     /// at its first append.
-    pub fn new(db: Arc<DB>, shard: u32) -> Result<Self, Error> {
+    pub fn new(db: Arc<DB>, shard: u32, group_commit: GroupCommit) -> Result<Self, Error> {
         let store = Self {
             db,
             shard,
+            group_commit,
             written: None,
             purged: Arc::default(),
         };
@@ -165,8 +171,9 @@ impl LogStore {
         }
     }
 
-    /// Writes all `entries` in one batch with one fsync; returns once they are on disk.
-    fn append_synced(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), Error> {
+    /// Writes all `entries` in one batch, unsynced: readers see them at once, and the group
+    /// commit ([`GroupCommit`]) makes them durable with the next sync.
+    fn append_unsynced(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), Error> {
         let cf = self.cf(LOG_CF)?;
         let mut batch = WriteBatch::default();
         let mut previous_index: Option<u64> = None;
@@ -176,14 +183,8 @@ impl LogStore {
             batch.put_cf(&cf, log_key(entry.log_id.index), encode_entry(&entry)?);
         }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
-        #[cfg(feature = "chaos")]
-        fail::fail_point!("storage::append::before_sync", |_| Err(Error::Injected(
-            "storage::append::before_sync"
-        )));
-        let started = std::time::Instant::now();
+        options.set_sync(false);
         self.db.write_opt(batch, &options)?;
-        metrics::histogram!("endure_raft_append_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -288,7 +289,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed.map(Option::flatten).map_err(read_error)
     }
 
-    /// Returns, and reports the entries flushed through `callback`, only after the synced write.
+    /// Returns once the entries are written (readable); reports them flushed through
+    /// `callback` only after the group commit's next sync has made them durable.
     async fn append<I>(
         &mut self,
         entries: I,
@@ -298,9 +300,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        match self.append_synced(entries) {
+        let written_at = std::time::Instant::now();
+        match self.append_unsynced(entries) {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                self.group_commit.after_sync(callback, written_at);
                 Ok(())
             }
             Err(e) => {

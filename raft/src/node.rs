@@ -12,6 +12,7 @@ use endure_storage::rocks::{open_db, stored_shard_count, RocksStore};
 use endure_storage::Store;
 use openraft::{BasicNode, Config, SnapshotPolicy};
 
+use crate::group_commit::GroupCommit;
 use crate::log_store::{LogStore, LOG_COLUMN_FAMILIES};
 use crate::network::{Channels, Network, Routes};
 use crate::probe::{existing_cluster, ExistingCluster, PeerProbe};
@@ -109,9 +110,10 @@ pub async fn start(
     let db = open_db(data_dir, options.shards, &LOG_COLUMN_FAMILIES)
         .map_err(|e| open_error(e.to_string()))?;
     let channels = Channels::default();
+    let group_commit = GroupCommit::start(&db).map_err(|e| open_error(e.to_string()))?;
     let mut nodes = Vec::new();
     for shard in 0..options.shards {
-        nodes.push(start_shard(&db, shard, &options, &channels, &open_error).await?);
+        nodes.push(start_shard(&db, shard, &options, &channels, &group_commit, &open_error).await?);
     }
     let initialized = nodes[0]
         .raft
@@ -159,12 +161,13 @@ async fn start_shard(
     shard: u32,
     options: &NodeOptions,
     channels: &Channels,
+    group_commit: &GroupCommit,
     open_error: &impl Fn(String) -> StartError,
 ) -> Result<Node, StartError> {
     let store = Arc::new(RocksStore::new(db.clone(), shard));
     let state_machine = StateMachine::open(store.clone()).map_err(|e| open_error(e.to_string()))?;
     let shared = state_machine.shared();
-    let log_store = LogStore::new(db.clone(), shard)
+    let log_store = LogStore::new(db.clone(), shard, group_commit.clone())
         .map_err(|e| open_error(e.to_string()))?
         .keeping_unapplied(shared.written());
     let log = log_store.clone();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use endure_proto::endure::internal::Command;
 use endure_raft::types::{Entry, LogId, Membership, Vote};
+use endure_raft::group_commit::GroupCommit;
 use endure_raft::{Error, LogStore, Request, LOG_COLUMN_FAMILIES};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
@@ -19,7 +20,13 @@ fn open_db(path: &Path, column_families: &[&str]) -> rocksdb::DB {
 }
 
 fn open_store(path: &Path) -> LogStore {
-    LogStore::new(Arc::new(open_db(path, &LOG_COLUMN_FAMILIES)), 0).expect("log store")
+    store_on(Arc::new(open_db(path, &LOG_COLUMN_FAMILIES))).expect("log store")
+}
+
+/// Shard 0's log in `db`, with its own group commit.
+fn store_on(db: Arc<rocksdb::DB>) -> Result<LogStore, Error> {
+    let group_commit = GroupCommit::start(&db).expect("sync thread");
+    LogStore::new(db, 0, group_commit)
 }
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -117,7 +124,7 @@ async fn a_purge_waits_for_the_state_machine_to_write_what_it_removes() {
     let written = Arc::new(AtomicU64::new(5));
     let all = entries(1, 0..=20);
     let db = Arc::new(open_db(dir.path(), &LOG_COLUMN_FAMILIES));
-    let mut store = LogStore::new(db, 0)
+    let mut store = store_on(db)
         .expect("log store")
         .keeping_unapplied(written.clone());
     store.blocking_append(all.clone()).await.expect("append");
@@ -147,7 +154,7 @@ async fn a_purge_waits_for_the_state_machine_to_write_what_it_removes() {
 async fn corrupt_entry_is_a_storage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(open_db(dir.path(), &LOG_COLUMN_FAMILIES));
-    let mut store = LogStore::new(db.clone(), 0).expect("log store");
+    let mut store = store_on(db.clone()).expect("log store");
     store
         .blocking_append(entries(1, 1..=3))
         .await
@@ -168,7 +175,7 @@ async fn corrupt_entry_is_a_storage_error() {
 async fn corrupt_vote_is_a_storage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(open_db(dir.path(), &LOG_COLUMN_FAMILIES));
-    let mut store = LogStore::new(db.clone(), 0).expect("log store");
+    let mut store = store_on(db.clone()).expect("log store");
     let state_cf = db.cf_handle(LOG_COLUMN_FAMILIES[1]).expect("raft_state cf");
     db.put_cf(&state_cf, b"vote", b"{not json")
         .expect("overwrite");
@@ -179,7 +186,7 @@ async fn corrupt_vote_is_a_storage_error() {
 fn missing_column_family_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open_db(dir.path(), &["raft_log"]);
-    let result = LogStore::new(Arc::new(db), 0);
+    let result = store_on(Arc::new(db));
     assert!(matches!(
         result,
         Err(Error::MissingColumnFamily(name)) if name == "raft_state"

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use endure_raft::group_commit::GroupCommit;
 use endure_raft::state_machine::StateMachine;
 use endure_raft::types::NodeId;
 use endure_raft::{LogStore, TypeConfig, LOG_COLUMN_FAMILIES};
@@ -26,7 +27,8 @@ fn build_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 #[allow(clippy::result_large_err)] // StoreBuilder::build returns openraft's StorageError.
 fn open(dir: &TempDir) -> Result<(LogStore, RocksStore), StorageError<NodeId>> {
     let db = open_db(dir.path(), 1, &LOG_COLUMN_FAMILIES).map_err(build_error)?;
-    let log = LogStore::new(db.clone(), 0).map_err(build_error)?;
+    let group_commit = GroupCommit::start(&db).map_err(|e| build_error(e.to_string()))?;
+    let log = LogStore::new(db.clone(), 0, group_commit).map_err(build_error)?;
     Ok((log, RocksStore::new(db, 0)))
 }
 

@@ -92,6 +92,7 @@ def test_metric_families_exist_and_move_when_workflows_run(endure_server, runtim
         "endure_raft_commit_index",
         "endure_raft_applied_index",
         "endure_raft_append_seconds",
+        "endure_raft_log_syncs",
         "endure_grpc_requests",
         "endure_grpc_request_duration_seconds",
     ]

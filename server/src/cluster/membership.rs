@@ -119,7 +119,7 @@ impl Membership {
         shard: &Shard,
         change: &Change,
     ) -> Result<(), Error> {
-        let Some(leader) = shard.forward.leader_for(call)? else {
+        let Some(leader) = shard.forward.leader_for(call).await? else {
             return change_shard(shard, change).await;
         };
         match change {

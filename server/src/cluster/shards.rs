@@ -42,7 +42,7 @@ impl Shard {
     /// Refuses a call another node forwarded here for this shard unless this node leads
     /// it (UNAVAILABLE, so the caller retries with the new leader).
     pub fn must_lead(&self, call: &crate::service::Call) -> Result<(), Error> {
-        if self.forward.leader_for(call)?.is_some() {
+        if self.forward.leader_now_for(call)?.is_some() {
             return Err(Error::unavailable(format!(
                 "this node does not lead shard {}; retry",
                 self.id

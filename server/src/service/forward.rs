@@ -38,6 +38,8 @@ const ANSWER_FORWARD_BACKOFF: Duration = Duration::from_millis(250);
 /// How long a call waits for a new leader when the known one cannot be reached (a few
 /// election timeouts of 300-600 ms).
 const UNREACHED_LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a client's call waits for a leader to be known (an election under way).
+pub const NO_LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// Clients to the leader's internal service.
 #[derive(Clone)]
@@ -63,9 +65,22 @@ impl Forwarder {
     }
 
     /// `None` when this node leads and serves the call itself; otherwise clients to the
-    /// leader. UNAVAILABLE when no leader is known (an election is under way, or this node
-    /// is cut off from the majority), and for a call that was already forwarded once.
-    pub fn leader_for(&self, call: &Call) -> Result<Option<Leader>, Error> {
+    /// leader. While no leader is known (an election is under way) a client's call waits
+    /// for one, up to [`NO_LEADER_WAIT`] and its deadline; UNAVAILABLE when none is known
+    /// by then (this node may be cut off from the majority), and for a call that was
+    /// already forwarded once.
+    pub async fn leader_for(&self, call: &Call) -> Result<Option<Leader>, Error> {
+        if !call.forwarded && self.node.leader().is_none() {
+            let give_up = wait_bound(call, NO_LEADER_WAIT);
+            let mut watch = self.node.watch();
+            let known = watch.wait_until(|watch| watch.leader().is_some());
+            let _ = tokio::time::timeout_at(give_up, known).await;
+        }
+        self.leader_now_for(call)
+    }
+
+    /// [`Self::leader_for`] without waiting.
+    pub(crate) fn leader_now_for(&self, call: &Call) -> Result<Option<Leader>, Error> {
         let leader = self.leader()?;
         if leader.is_some() && call.forwarded {
             return Err(Error::unavailable(
@@ -159,8 +174,7 @@ impl Leader {
         Req: Clone,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let give_up = tokio::time::Instant::now() + UNREACHED_LEADER_WAIT;
-        let give_up = call.deadline.map_or(give_up, |deadline| deadline.min(give_up));
+        let give_up = wait_bound(call, UNREACHED_LEADER_WAIT);
         let mut leader = self.clone();
         loop {
             let mut request = leader.request(call, message.clone());
@@ -227,6 +241,12 @@ impl Leader {
     }
 }
 
+/// Now plus `wait`, or the call's deadline when that comes first.
+fn wait_bound(call: &Call, wait: Duration) -> tokio::time::Instant {
+    let bound = tokio::time::Instant::now() + wait;
+    call.deadline.map_or(bound, |deadline| deadline.min(bound))
+}
+
 /// A failure of the transport to connect: the call never left this node, so it can go to
 /// the next leader without any risk of running twice. (tonic gives a connect failure
 /// UNAVAILABLE with the connector's message and no response metadata; a failure after
@@ -260,7 +280,7 @@ where
     Req: Clone,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    if forwarder.leader_for(call)?.is_none() {
+    if forwarder.leader_for(call).await?.is_none() {
         return Ok(None);
     }
     let mut attempt = 0;

@@ -24,7 +24,7 @@ impl Workflows {
         request: RaiseEventRequest,
     ) -> Result<RaiseEventResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.raise_event(request).await
@@ -50,7 +50,7 @@ impl Workflows {
         request: TerminateRequest,
     ) -> Result<TerminateResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.terminate_instance(request).await
@@ -74,7 +74,7 @@ impl Workflows {
         request: SuspendRequest,
     ) -> Result<SuspendResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.suspend_instance(request).await
@@ -96,7 +96,7 @@ impl Workflows {
         request: ResumeRequest,
     ) -> Result<ResumeResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.resume_instance(request).await
@@ -130,7 +130,7 @@ impl Workflows {
         };
         require(&instance_id, "instanceId")?;
         let shard = self.shard(&instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.purge_instances(request).await

@@ -22,7 +22,7 @@ impl Workflows {
         request: GetInstanceRequest,
     ) -> Result<GetInstanceResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.get_instance(request).await
@@ -48,7 +48,7 @@ impl Workflows {
         request: GetInstanceHistoryRequest,
     ) -> Result<GetInstanceHistoryResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.get_instance_history(request).await
@@ -126,7 +126,7 @@ impl Workflows {
         after: Option<String>,
         limit: usize,
     ) -> Result<Vec<String>, Error> {
-        let Some(leader) = shard.forward.leader_for(call)? else {
+        let Some(leader) = shard.forward.leader_for(call).await? else {
             return list_shard(shard, after.as_deref(), limit).await;
         };
         let request = ListInstanceIDsRequest {

@@ -36,7 +36,7 @@ impl Workflows {
             request.instance_id = new_instance_id();
         }
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, mut request| async move {
                     if wait == StartWait::No {
@@ -107,7 +107,7 @@ impl Workflows {
             )));
         }
         request.new_instance_id = Some(new_instance_id.clone());
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     leader.taskhub.rerun_workflow_from_event(request).await

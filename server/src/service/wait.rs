@@ -31,7 +31,7 @@ impl Workflows {
         awaited: Awaited,
     ) -> Result<GetInstanceResponse, Error> {
         let shard = self.shard(&request.instance_id);
-        if let Some(leader) = shard.forward.leader_for(call)? {
+        if let Some(leader) = shard.forward.leader_for(call).await? {
             return leader
                 .forward(call, request, |mut leader, request| async move {
                     match awaited {

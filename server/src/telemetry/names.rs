@@ -61,7 +61,13 @@ metrics_table! {
         "Times this node saw the leader change.";
     RAFT_REPLICATION_LAG = "endure_raft_replication_lag_entries", Gauge,
         "On the leader: log entries a follower is behind.";
-    RAFT_APPEND = "endure_raft_append_seconds", Seconds, "Raft log append including its fsync.";
+    RAFT_APPEND = "endure_raft_append_seconds", Seconds,
+        "Raft log append, from its write until the group commit's fsync made it durable.";
+    RAFT_LOG_SYNCS = "endure_raft_log_syncs_total", Counter,
+        "Write-ahead log fsyncs of the group commit (one covers the appends of every shard waiting).";
+    RAFT_LOG_APPENDS = "endure_raft_log_appends_total", Counter,
+        "Raft log appends made durable by the group commit; divided by the syncs, appends per fsync.";
+    RAFT_LOG_SYNC = "endure_raft_log_sync_seconds", Seconds, "One write-ahead log fsync of the group commit.";
     GRPC_REQUESTS = "endure_grpc_requests_total", Counter, "gRPC requests by method and status code.";
     GRPC_REQUEST_DURATION = "endure_grpc_request_duration_seconds", Seconds,
         "gRPC request latency by method.";
@@ -89,16 +95,22 @@ mod tests {
         }
     }
 
-    /// Raft's state machine and log store record two of these under their own literal
+    /// Raft's state machine and group commit record some of these under their own literal
     /// names (the raft crate does not depend on the server): they must stay equal.
     #[test]
     fn the_names_the_raft_crate_records_are_in_the_table() {
         let raft_sources = [
             include_str!("../../../raft/src/state_machine.rs"),
-            include_str!("../../../raft/src/log_store.rs"),
+            include_str!("../../../raft/src/group_commit.rs"),
         ]
         .concat();
-        for name in [HISTORY_EVENTS_APPENDED, RAFT_APPEND] {
+        for name in [
+            HISTORY_EVENTS_APPENDED,
+            RAFT_APPEND,
+            RAFT_LOG_SYNCS,
+            RAFT_LOG_APPENDS,
+            RAFT_LOG_SYNC,
+        ] {
             assert!(
                 raft_sources.contains(&format!("\"{name}\"")),
                 "{name} not recorded by raft"
