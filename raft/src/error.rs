@@ -14,6 +14,10 @@ pub enum Error {
     #[error("rocksdb: {0}")]
     Rocksdb(#[from] rocksdb::Error),
 
+    /// A failpoint of the chaos suite failed the write (builds with the `chaos` feature).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
+
     /// Stored bytes that do not decode: the data on disk is not what we wrote.
     #[error("corrupt {what}: {reason}")]
     Corruption {

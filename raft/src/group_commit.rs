@@ -10,8 +10,11 @@
 //! once its callback reports it flushed, so nothing is acknowledged before it is on disk
 //! (DESIGN §7.1).
 //!
-//! With one shard this saves nothing (openraft keeps one append of a log in flight); with
-//! N shards on a node it keeps the fsyncs per second from growing N-fold.
+//! With one shard the thread would save nothing (openraft keeps one append of a log in
+//! flight, so every sync would cover one append) and its hand-off costs 10-15 % of the
+//! throughput (bench/RESULTS.md): a node with one shard syncs each append in the appending
+//! task instead ([`GroupCommit::syncs_inline`]). With N shards on a node the thread keeps
+//! the fsyncs from growing with N: appends of several shards that wait together share one.
 //!
 //! A failed sync is reported to every waiting append; openraft then stops the shard (§7.3).
 
@@ -37,19 +40,41 @@ struct Waiting {
 /// ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct GroupCommit {
-    waiting: Sender<Waiting>,
+    /// `None`: appends sync inline (one shard).
+    waiting: Option<Sender<Waiting>>,
 }
 
 impl GroupCommit {
-    /// Starts the sync thread for `db`. It holds the DB only while it syncs, so dropping
-    /// every other owner closes the DB.
-    pub fn start(db: &Arc<DB>) -> std::io::Result<Self> {
+    /// The group commit of a DB holding `shards` logs: a sync thread when there are several
+    /// (it holds the DB only while it syncs, so dropping every other owner closes the DB),
+    /// inline syncs for one.
+    pub fn start(db: &Arc<DB>, shards: u32) -> std::io::Result<Self> {
+        if shards <= 1 {
+            return Ok(Self { waiting: None });
+        }
         let (waiting, queue) = mpsc::channel();
         let db = Arc::downgrade(db);
         std::thread::Builder::new()
             .name("endure-log-sync".to_string())
             .spawn(move || run(db, queue))?;
-        Ok(Self { waiting })
+        Ok(Self {
+            waiting: Some(waiting),
+        })
+    }
+
+    /// Whether an append writes with `sync = true` itself and then calls
+    /// [`GroupCommit::synced_inline`], instead of writing unsynced and calling
+    /// [`GroupCommit::after_sync`].
+    pub fn syncs_inline(&self) -> bool {
+        self.waiting.is_none()
+    }
+
+    /// Records an append that synced inline, written at `written_at`.
+    pub fn synced_inline(&self, written_at: Instant) {
+        metrics::counter!("endure_raft_log_syncs_total").increment(1);
+        metrics::counter!("endure_raft_log_appends_total").increment(1);
+        metrics::histogram!("endure_raft_append_seconds")
+            .record(written_at.elapsed().as_secs_f64());
     }
 
     /// Reports `flushed` once everything written to the DB before this call is synced;
@@ -59,7 +84,11 @@ impl GroupCommit {
             flushed,
             written_at,
         };
-        if let Err(mpsc::SendError(waiting)) = self.waiting.send(waiting) {
+        let sent = match &self.waiting {
+            Some(thread) => thread.send(waiting).map_err(|mpsc::SendError(w)| w),
+            None => Err(waiting),
+        };
+        if let Err(waiting) = sent {
             waiting.flushed.log_io_completed(Err(std::io::Error::other(
                 "the log sync thread has stopped",
             )));

@@ -9,7 +9,8 @@
 //! openraft is told it is: the vote, truncations and purges are written with `sync = true`
 //! before the call returns; an append is one unsynced `WriteBatch` (readable at once) whose
 //! callback reports it flushed only after the node's group commit has synced the WAL
-//! ([`crate::group_commit`]), one fsync for every append waiting, of every shard. Any
+//! ([`crate::group_commit`]), one fsync for every append waiting, of every shard (a node
+//! with one shard syncs the append's own write instead). Any
 //! RocksDB failure or undecodable stored bytes is returned as a `StorageError`, on which
 //! openraft stops the shard; nothing here retries or panics on stored data (DESIGN §7).
 //!
@@ -171,9 +172,10 @@ impl LogStore {
         }
     }
 
-    /// Writes all `entries` in one batch, unsynced: readers see them at once, and the group
-    /// commit ([`GroupCommit`]) makes them durable with the next sync.
-    fn append_unsynced(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), Error> {
+    /// Writes all `entries` in one batch: unsynced when the group commit's thread makes them
+    /// durable with its next sync (readers see them at once), synced when it
+    /// [syncs inline](GroupCommit::syncs_inline).
+    fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), Error> {
         let cf = self.cf(LOG_CF)?;
         let mut batch = WriteBatch::default();
         let mut previous_index: Option<u64> = None;
@@ -183,7 +185,14 @@ impl LogStore {
             batch.put_cf(&cf, log_key(entry.log_id.index), encode_entry(&entry)?);
         }
         let mut options = WriteOptions::default();
-        options.set_sync(false);
+        let inline = self.group_commit.syncs_inline();
+        options.set_sync(inline);
+        #[cfg(feature = "chaos")]
+        if inline {
+            fail::fail_point!("storage::append::before_sync", |_| Err(Error::Injected(
+                "storage::append::before_sync"
+            )));
+        }
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
@@ -301,7 +310,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let written_at = std::time::Instant::now();
-        match self.append_unsynced(entries) {
+        match self.write_entries(entries) {
+            Ok(()) if self.group_commit.syncs_inline() => {
+                self.group_commit.synced_inline(written_at);
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
             Ok(()) => {
                 self.group_commit.after_sync(callback, written_at);
                 Ok(())

@@ -110,7 +110,8 @@ pub async fn start(
     let db = open_db(data_dir, options.shards, &LOG_COLUMN_FAMILIES)
         .map_err(|e| open_error(e.to_string()))?;
     let channels = Channels::default();
-    let group_commit = GroupCommit::start(&db).map_err(|e| open_error(e.to_string()))?;
+    let group_commit =
+        GroupCommit::start(&db, options.shards).map_err(|e| open_error(e.to_string()))?;
     let mut nodes = Vec::new();
     for shard in 0..options.shards {
         nodes.push(start_shard(&db, shard, &options, &channels, &group_commit, &open_error).await?);

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use endure_proto::endure::internal::Command;
-use endure_raft::types::{Entry, LogId, Membership, Vote};
 use endure_raft::group_commit::GroupCommit;
+use endure_raft::types::{Entry, LogId, Membership, Vote};
 use endure_raft::{Error, LogStore, Request, LOG_COLUMN_FAMILIES};
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload};
@@ -25,7 +25,7 @@ fn open_store(path: &Path) -> LogStore {
 
 /// Shard 0's log in `db`, with its own group commit.
 fn store_on(db: Arc<rocksdb::DB>) -> Result<LogStore, Error> {
-    let group_commit = GroupCommit::start(&db).expect("sync thread");
+    let group_commit = GroupCommit::start(&db, 1).expect("sync thread");
     LogStore::new(db, 0, group_commit)
 }
 

@@ -22,12 +22,13 @@ fn build_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
     }
 }
 
-/// A log store on a fresh temporary DB opened as a node opens it (state machine and log
-/// column families), and the RocksStore on the same DB; the guard deletes it.
+/// Shard 0's log store on a fresh temporary DB of `shards` shards opened as a node opens it
+/// (state machine and log column families), and the RocksStore on the same DB; the guard
+/// deletes it. One shard syncs each append inline; more share the group commit's thread.
 #[allow(clippy::result_large_err)] // StoreBuilder::build returns openraft's StorageError.
-fn open(dir: &TempDir) -> Result<(LogStore, RocksStore), StorageError<NodeId>> {
-    let db = open_db(dir.path(), 1, &LOG_COLUMN_FAMILIES).map_err(build_error)?;
-    let group_commit = GroupCommit::start(&db).map_err(|e| build_error(e.to_string()))?;
+fn open(dir: &TempDir, shards: u32) -> Result<(LogStore, RocksStore), StorageError<NodeId>> {
+    let db = open_db(dir.path(), shards, &LOG_COLUMN_FAMILIES).map_err(build_error)?;
+    let group_commit = GroupCommit::start(&db, shards).map_err(|e| build_error(e.to_string()))?;
     let log = LogStore::new(db.clone(), 0, group_commit).map_err(build_error)?;
     Ok((log, RocksStore::new(db, 0)))
 }
@@ -40,13 +41,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine<RocksStore>, TempDir> for O
         &self,
     ) -> Result<(TempDir, LogStore, StateMachine<RocksStore>), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(build_error)?;
-        let (log, tables) = open(&dir)?;
+        let (log, tables) = open(&dir, 1)?;
         let state_machine = StateMachine::open(Arc::new(tables))?;
         Ok((dir, log, state_machine))
     }
 }
 
-/// The state machine over the in-memory tables.
+/// The state machine over the in-memory tables, the log in a DB of two shards (so its
+/// appends go through the group commit's sync thread).
 struct InMemory;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine<MemoryStore>, TempDir> for InMemory {
@@ -54,13 +56,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine<MemoryStore>, TempDir> for 
         &self,
     ) -> Result<(TempDir, LogStore, StateMachine<MemoryStore>), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(build_error)?;
-        let (log, _) = open(&dir)?;
+        let (log, _) = open(&dir, 2)?;
         let state_machine = StateMachine::open(Arc::new(MemoryStore::default()))?;
         Ok((dir, log, state_machine))
     }
 }
 
-/// Every case of openraft 0.9.25's storage suite, with the tables in RocksDB.
+/// Every case of openraft 0.9.25's storage suite, with the tables in RocksDB (one shard:
+/// appends synced inline).
 ///
 /// A plain `#[test]`, not `#[tokio::test]`: the suite builds its own multi-thread tokio
 /// runtime for each case and would panic inside another runtime.

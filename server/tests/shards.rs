@@ -71,7 +71,8 @@ async fn history(client: &mut TaskHubSidecarServiceClient<Channel>, id: &str) ->
         .events
 }
 
-/// How often each task or child ID completed in the instance's history.
+/// How often each task or child ID completed, and each timer fired, in the instance's
+/// history.
 fn completions(events: &[HistoryEvent]) -> HashMap<(&'static str, i32), usize> {
     let mut seen = HashMap::new();
     for event in events {
@@ -80,6 +81,7 @@ fn completions(events: &[HistoryEvent]) -> HashMap<(&'static str, i32), usize> {
             Some(history_event::EventType::SubOrchestrationInstanceCompleted(e)) => {
                 ("child", e.task_scheduled_id)
             }
+            Some(history_event::EventType::TimerFired(e)) => ("timer", e.timer_id),
             _ => continue,
         };
         *seen.entry(key).or_default() += 1;
@@ -204,20 +206,34 @@ async fn a_node_leading_several_shards_dies_mid_run_and_nothing_is_lost_or_repea
     let parents: Vec<String> = (0..40).map(|i| format!("family-{i}")).collect();
     let children_of =
         |parent: &str| -> Vec<String> { (0..3).map(|c| format!("{parent}-child-{c}")).collect() };
-    for parent in &parents[..20] {
+    // Timers and events too: 40 families of 4 and 40 timed workflows, 200 in all.
+    let timed: Vec<String> = (0..40).map(|i| format!("timed-{i}")).collect();
+    for (parent, timed) in parents[..20].iter().zip(&timed[..20]) {
         let input = format!("chain:{}", children_of(parent).join(","));
         start_named(&mut client, parent, "parent", &input).await;
+        start_named(&mut client, timed, "timed", "").await;
+    }
+    for (i, id) in timed[..10].iter().enumerate() {
+        raise_go(&mut client, id, i).await;
     }
     // Node 3 leads two or three shards; it dies with work in flight on them.
     cluster.kill9(2);
-    for parent in &parents[20..] {
+    for (parent, timed) in parents[20..].iter().zip(&timed[20..]) {
         let input = format!("chain:{}", children_of(parent).join(","));
         start_named(&mut client, parent, "parent", &input).await;
+        start_named(&mut client, timed, "timed", "").await;
+    }
+    for (i, id) in timed.iter().enumerate().skip(10) {
+        raise_go(&mut client, id, i).await;
     }
     wait_spread(&cluster, 0, &[1, 2], Duration::from_secs(30)).await;
     for parent in &parents {
         let done = wait_completed(&mut client, parent).await;
         assert_eq!(done.output.as_deref(), Some("39"), "{parent}: {done:?}");
+    }
+    for (i, id) in timed.iter().enumerate() {
+        let done = wait_completed(&mut client, id).await;
+        assert_eq!(done.output, Some(format!("{i}+timer")), "{id}: {done:?}");
     }
     // Node 3 comes back, catches up, and gets its share of the shards again.
     cluster.restart(2);
@@ -249,12 +265,45 @@ async fn a_node_leading_several_shards_dies_mid_run_and_nothing_is_lost_or_repea
             );
         }
     }
+    for id in &timed {
+        let seen = completions(&history(&mut client, id).await);
+        assert_eq!(
+            seen.get(&("timer", 1)),
+            Some(&1),
+            "{id}: the timer fired once: {seen:?}"
+        );
+    }
     let listed = list_all(&mut client).await;
     assert_eq!(
         listed.len(),
-        parents.len() * 4,
+        parents.len() * 4 + timed.len(),
         "every instance of every shard is listed"
     );
+}
+
+/// Raises "go" with payload `i` on `id`, retrying while a failover is under way (a raise
+/// applied twice would only add a second event; the workflow takes the first).
+async fn raise_go(client: &mut TaskHubSidecarServiceClient<Channel>, id: &str, i: usize) {
+    let started = Instant::now();
+    loop {
+        let request = RaiseEventRequest {
+            instance_id: id.to_string(),
+            name: "go".into(),
+            input: Some(i.to_string()),
+            ..Default::default()
+        };
+        match client.raise_event(request).await {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "raise {id}: {status}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => panic!("raise {id}: {status}"),
+        }
+    }
 }
 
 /// Every instance ID, page by page (small pages, so the token crosses shards).

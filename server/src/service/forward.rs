@@ -210,11 +210,8 @@ impl Leader {
     /// does by then, or when this node itself was elected (the caller retries here).
     async fn next_leader(&self, give_up: tokio::time::Instant) -> Option<Leader> {
         let mut watch = self.forwarder.node.watch();
-        let elected = watch.wait_until(|watch| {
-            watch
-                .leader()
-                .is_some_and(|leader| leader != self.node_id)
-        });
+        let elected =
+            watch.wait_until(|watch| watch.leader().is_some_and(|leader| leader != self.node_id));
         tokio::time::timeout_at(give_up, elected).await.ok()?;
         self.forwarder.leader().ok().flatten()
     }

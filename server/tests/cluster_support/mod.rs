@@ -332,12 +332,54 @@ fn parent_actions(turn: &OrchestratorRequest, input: &str) -> Vec<OrchestratorAc
     }]
 }
 
-/// The actions of a turn, by workflow: "chain", "parent", or "waiter" (never decides
-/// anything: it runs until terminated).
+/// "timed": sets a one-second timer from its start, and completes with `<event>+timer`
+/// once both the timer fired and an event "go" (payload `<event>`) arrived.
+fn timed_actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
+    let mut started_at = None;
+    let mut timer_created = false;
+    let mut fired = false;
+    let mut go = None;
+    for event in turn.past_events.iter().chain(turn.new_events.iter()) {
+        match &event.event_type {
+            Some(history_event::EventType::ExecutionStarted(_)) => started_at = event.timestamp,
+            Some(history_event::EventType::TimerCreated(_)) => timer_created = true,
+            Some(history_event::EventType::TimerFired(_)) => fired = true,
+            Some(history_event::EventType::EventRaised(e)) if e.name == "go" => {
+                go = Some(e.input.clone().unwrap_or_default())
+            }
+            _ => {}
+        }
+    }
+    let kind = if !timer_created {
+        let mut fire_at = started_at.unwrap_or_default();
+        fire_at.seconds += 1;
+        Action::CreateTimer(CreateTimerAction {
+            fire_at: Some(fire_at),
+            ..Default::default()
+        })
+    } else if let (true, Some(go)) = (fired, go) {
+        Action::CompleteOrchestration(CompleteOrchestrationAction {
+            orchestration_status: OrchestrationStatus::Completed as i32,
+            result: Some(format!("{go}+timer")),
+            ..Default::default()
+        })
+    } else {
+        return Vec::new();
+    };
+    vec![OrchestratorAction {
+        id: if timer_created { 2 } else { 1 },
+        orchestrator_action_type: Some(kind),
+        ..Default::default()
+    }]
+}
+
+/// The actions of a turn, by workflow: "chain", "parent", "timed", or "waiter" (never
+/// decides anything: it runs until terminated).
 fn actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
     let (name, input) = started(turn);
     match name.as_str() {
         "parent" => parent_actions(turn, &input),
+        "timed" => timed_actions(turn),
         "waiter" => Vec::new(),
         _ => chain_actions(turn),
     }
