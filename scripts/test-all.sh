@@ -28,6 +28,10 @@ bash tests/compat/run_peer_suite.sh
 echo "== deploy/: manifests agree with the binary; the local cluster script works"
 bash tests/deploy/run.sh
 
+echo "== load driver smoke: endure-bench on one node and on three"
+cargo build --release --locked -p endure-bench
+bash scripts/bench-smoke.sh
+
 echo "== chaos smoke: kill, pause and partition, ${CHAOS_SMOKE_SECS:=60} s each, on three real nodes"
 cargo build --release --locked -p endure-chaos
 bash scripts/chaos-smoke.sh "$CHAOS_SMOKE_SECS"

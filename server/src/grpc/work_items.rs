@@ -37,16 +37,13 @@ pub async fn open(
     let mut remote: BTreeMap<u64, Leader> = BTreeMap::new();
     let mut leaders = Vec::new();
     for shard in workflows.shards.iter() {
-        let Some(leader) = shard.node.leader() else {
-            if call.forwarded {
-                continue;
-            }
-            return Err(Error::unavailable(format!(
-                "no Raft leader of shard {} is known right now; retry shortly",
-                shard.id
-            )));
+        // A shard without a leader (an election under way) gives no work yet; the stream
+        // ends once it has one, and the worker's next stream takes it in.
+        let known = shard.node.leader();
+        leaders.push((shard.node.clone(), known));
+        let Some(leader) = known else {
+            continue;
         };
-        leaders.push((shard.node.clone(), leader));
         if leader == shard.node.node_id {
             let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
             let dispatcher = shard.dispatcher()?;
@@ -72,13 +69,19 @@ pub async fn open(
         sources.insert(format!("node {node_id}"), Box::pin(relayed));
     }
     if sources.is_empty() {
-        return Err(Error::unavailable(
-            "this node leads no shard right now; retry",
-        ));
+        return Err(Error::unavailable(if call.forwarded {
+            "this node leads no shard right now; retry"
+        } else {
+            "no shard has a Raft leader this node knows right now; retry shortly"
+        }));
     }
     let moved = async move {
-        let waits = leaders.into_iter().map(|(node, leader)| {
-            Box::pin(async move { node.watch().leader_moved_from(leader).await })
+        let waits = leaders.into_iter().map(|(node, known)| {
+            Box::pin(async move {
+                node.watch()
+                    .wait_until(|watch| watch.leader() != known)
+                    .await;
+            })
         });
         let moved: Vec<_> = waits.collect();
         select_first(moved).await
