@@ -352,7 +352,7 @@ fn turn_actions(turn: &OrchestratorRequest) -> Vec<OrchestratorAction> {
         })
     };
     vec![OrchestratorAction {
-        id: scheduled as i32 + 1,
+        id: scheduled + 1,
         orchestrator_action_type: Some(kind),
         ..Default::default()
     }]

@@ -19,6 +19,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
@@ -77,24 +80,98 @@ pub fn peer_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
-/// One channel per peer address, shared by every shard's Raft group on this node (and
-/// rebuilt by tonic after failures): N shards never mean N connections to a peer.
+/// Metadata key of the cluster secret on every call one node makes to another's internal
+/// port (Raft, forwarded calls, admin); a node started with a secret refuses calls without it.
+pub const CLUSTER_SECRET_HEADER: &str = "endure-cluster-secret";
+
+/// The cluster secret this node sends to its peers (none: the internal port is open).
+/// Its `Debug` never shows the value, so it cannot reach a log line.
 #[derive(Clone, Default)]
-pub struct Channels(Arc<Mutex<HashMap<String, Channel>>>);
+pub struct ClusterSecret(Option<MetadataValue<Ascii>>);
+
+impl ClusterSecret {
+    /// A secret of visible ASCII characters (it travels as a gRPC metadata value).
+    pub fn new(secret: &str) -> Result<Self, String> {
+        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the cluster secret must be non-empty printable ASCII without spaces".into(),
+            );
+        }
+        MetadataValue::try_from(secret)
+            .map(|value| ClusterSecret(Some(value)))
+            .map_err(|_| "the cluster secret is not a valid metadata value".to_string())
+    }
+
+    /// The secret's bytes, for the server's comparison; `None` when there is none.
+    pub fn expose(&self) -> Option<&[u8]> {
+        self.0.as_ref().map(MetadataValue::as_bytes)
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("ClusterSecret(set)"),
+            None => f.write_str("ClusterSecret(none)"),
+        }
+    }
+}
+
+impl Interceptor for ClusterSecret {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(CLUSTER_SECRET_HEADER, secret.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to a peer's internal port that sends the cluster secret on every call.
+pub type PeerChannel = InterceptedService<Channel, ClusterSecret>;
+
+/// One channel per peer address, shared by every shard's Raft group on this node and by
+/// its forwarding (rebuilt by tonic after failures): N shards never mean N connections to
+/// a peer. Every call on them carries the cluster secret.
+#[derive(Clone, Default, Debug)]
+pub struct Channels {
+    open: Arc<Mutex<HashMap<String, Channel>>>,
+    secret: ClusterSecret,
+}
 
 impl Channels {
+    /// Channels whose calls carry `secret`.
+    pub fn new(secret: ClusterSecret) -> Self {
+        Channels {
+            open: Arc::default(),
+            secret,
+        }
+    }
+
     /// The channel to `address`, connected lazily on first use.
-    pub fn get(&self, address: &str) -> Result<Channel, tonic::transport::Error> {
+    pub fn get(&self, address: &str) -> Result<PeerChannel, tonic::transport::Error> {
         let mut channels = self
-            .0
+            .open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
-        }
-        let channel = peer_channel(address)?;
-        channels.insert(address.to_string(), channel.clone());
-        Ok(channel)
+        let channel = match channels.get(address) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = peer_channel(address)?;
+                channels.insert(address.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(InterceptedService::new(channel, self.secret.clone()))
+    }
+
+    /// The secret these channels send.
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
     }
 }
 
@@ -111,7 +188,7 @@ pub struct Network {
 pub struct Connection {
     target: NodeId,
     shard: u32,
-    client: Result<RaftServiceClient<Channel>, String>,
+    client: Result<RaftServiceClient<PeerChannel>, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -153,7 +230,7 @@ impl Connection {
         message: RaftMessage,
         option: &RPCOption,
         send: impl AsyncFnOnce(
-            &mut RaftServiceClient<Channel>,
+            &mut RaftServiceClient<PeerChannel>,
             tonic::Request<RaftMessage>,
         ) -> Result<tonic::Response<RaftMessage>, tonic::Status>,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>

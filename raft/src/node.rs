@@ -47,6 +47,9 @@ pub struct NodeOptions {
     /// Whether the operator chose `shards`: a data directory created with another count is
     /// then refused. A default count gives way to the directory's own.
     pub shards_explicit: bool,
+    /// The connections to peers (with the cluster secret they send), shared with the
+    /// server's forwarding.
+    pub channels: Channels,
 }
 
 /// A running node: the Raft handle and the state it applies into.
@@ -109,7 +112,7 @@ pub async fn start(
     }
     let db = open_db(data_dir, options.shards, &LOG_COLUMN_FAMILIES)
         .map_err(|e| open_error(e.to_string()))?;
-    let channels = Channels::default();
+    let channels = options.channels.clone();
     let group_commit =
         GroupCommit::start(&db, options.shards).map_err(|e| open_error(e.to_string()))?;
     let mut nodes = Vec::new();

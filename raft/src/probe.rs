@@ -90,7 +90,10 @@ pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// This is the server's protocol: it lives here only until the server owns it; `raft`
 /// itself never calls it, the server passes it to [`crate::node::start`].
-pub struct AdminStatusProbe;
+pub struct AdminStatusProbe {
+    /// The cluster secret the peer expects on its internal port.
+    pub secret: crate::network::ClusterSecret,
+}
 
 impl PeerProbe for AdminStatusProbe {
     async fn ask(&self, asking: NodeId, _peer: NodeId, address: &str) -> Option<PeerAnswer> {
@@ -101,6 +104,8 @@ impl PeerProbe for AdminStatusProbe {
             .connect_timeout(PEER_PROBE_TIMEOUT)
             .timeout(PEER_PROBE_TIMEOUT);
         let channel = endpoint.connect().await.ok()?;
+        let channel =
+            tonic::service::interceptor::InterceptedService::new(channel, self.secret.clone());
         let status = AdminClient::new(channel)
             .cluster_status(ClusterStatusRequest {})
             .await

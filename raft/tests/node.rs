@@ -21,6 +21,7 @@ fn options(peers: BTreeMap<NodeId, String>) -> NodeOptions {
         routes: Routes::default(),
         shards: 1,
         shards_explicit: true,
+        channels: Default::default(),
     }
 }
 

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use endure_raft::network::Channels;
+use endure_raft::network::{Channels, ClusterSecret, CLUSTER_SECRET_HEADER};
 use endure_raft::node::{self, Node, NodeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::auth::{GrpcAuthLayer, API_TOKEN_HEADER};
 use crate::cluster::clock::{LeaderClock, SystemClock};
 use crate::cluster::leadership::{self, Leadership};
 use crate::cluster::membership::Membership;
@@ -51,6 +52,8 @@ pub struct App {
     http: TcpListener,
     internal: Option<TcpListener>,
     addresses: Addresses,
+    /// Connections to peers, shared by Raft and forwarding, sending the cluster secret.
+    channels: Channels,
 }
 
 impl App {
@@ -67,6 +70,11 @@ impl App {
             http: http.local_addr()?,
             raft: internal.as_ref().map(TcpListener::local_addr).transpose()?,
         };
+        let secret = match &settings.cluster_secret {
+            Some(token) => ClusterSecret::new(token.expose()).map_err(anyhow::Error::msg)?,
+            None => ClusterSecret::default(),
+        };
+        let channels = Channels::new(secret.clone());
         let options = NodeOptions {
             node_id: settings.node_id,
             raft_addr: addresses.raft.unwrap_or(settings.raft_addr).to_string(),
@@ -77,8 +85,9 @@ impl App {
             routes: endure_raft::network::Routes::new(settings.peer_routes.clone()),
             shards: settings.shards,
             shards_explicit: settings.shards_explicit,
+            channels: channels.clone(),
         };
-        let probe = endure_raft::probe::AdminStatusProbe;
+        let probe = endure_raft::probe::AdminStatusProbe { secret };
         let nodes = node::start(&settings.data_dir, options, &probe).await?;
         Ok(App {
             settings,
@@ -87,6 +96,7 @@ impl App {
             http,
             internal,
             addresses,
+            channels,
         })
     }
 
@@ -103,9 +113,9 @@ impl App {
             http,
             internal,
             addresses,
+            channels,
         } = self;
         let metrics_handle = telemetry::install()?;
-        let channels = Channels::default();
         let mut shards = Vec::new();
         let mut leaderships = Vec::new();
         for node in &nodes {
@@ -134,7 +144,7 @@ impl App {
             shutdown: shutdown.clone(),
         });
         let membership = Membership::new(shards.clone());
-        let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>| grpc::Services {
+        let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>, auth| grpc::Services {
             taskhub: TaskHub {
                 workflows: workflows.clone(),
             },
@@ -145,6 +155,7 @@ impl App {
             },
             rafts,
             max_message_bytes: settings.max_message_bytes,
+            auth,
         };
         let render = metrics_handle.clone();
         let http_state = http::HttpState {
@@ -152,6 +163,8 @@ impl App {
             shards: shards.clone(),
             render_metrics: Arc::new(move || render.render()),
             max_body_bytes: settings.max_message_bytes,
+            api_token: settings.api_token.clone(),
+            metrics_token: settings.metrics_token.clone(),
         };
         let mut tasks = Vec::new();
         for (leadership, node) in leaderships.into_iter().zip(&nodes) {
@@ -172,7 +185,10 @@ impl App {
         )));
         tasks.push(tokio::spawn(grpc::serve(
             grpc,
-            services(None),
+            services(
+                None,
+                GrpcAuthLayer::new(API_TOKEN_HEADER, settings.api_token.clone()),
+            ),
             shutdown.clone(),
         )));
         if let Some(internal) = internal {
@@ -181,7 +197,10 @@ impl App {
             ));
             tasks.push(tokio::spawn(grpc::serve(
                 internal,
-                services(raft),
+                services(
+                    raft,
+                    GrpcAuthLayer::new(CLUSTER_SECRET_HEADER, settings.cluster_secret.clone()),
+                ),
                 shutdown.clone(),
             )));
         }

@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::auth::Token;
+
 /// Default gRPC address: the Dapr SDKs' default endpoint.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50001";
 /// Default HTTP address: Dapr's default HTTP port.
@@ -74,6 +76,27 @@ pub struct ServeArgs {
     /// Log format: `text` (human-readable) or `json` (one object per line).
     #[arg(long, env = "ENDURE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// API token every client call must carry in its `dapr-api-token` header (gRPC metadata
+    /// or HTTP), as Dapr's sidecar takes it; /healthz and /readyz stay open. Prefer
+    /// --api-token-file, which keeps it off the command line.
+    #[arg(long, env = "ENDURE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// File holding the API token (a trailing newline is ignored).
+    #[arg(long, env = "ENDURE_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Token /metrics requires as `Authorization: Bearer <token>` (default: open).
+    #[arg(long, env = "ENDURE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// File holding the metrics token.
+    #[arg(long, env = "ENDURE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Secret every node of the cluster shares: calls to the internal port (Raft,
+    /// forwarding, admin) without it are refused, and this node sends it to its peers.
+    #[arg(long, env = "ENDURE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret.
+    #[arg(long, env = "ENDURE_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -105,6 +128,12 @@ struct FileSettings {
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
+    api_token: Option<String>,
+    api_token_file: Option<PathBuf>,
+    metrics_token: Option<String>,
+    metrics_token_file: Option<PathBuf>,
+    cluster_secret: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -131,6 +160,12 @@ pub struct Settings {
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
+    /// The client ports' token (`None`: open).
+    pub api_token: Option<Token>,
+    /// The token of `/metrics` (`None`: open).
+    pub metrics_token: Option<Token>,
+    /// The internal port's secret, shared by the cluster (`None`: open).
+    pub cluster_secret: Option<Token>,
 }
 
 impl Settings {
@@ -197,6 +232,21 @@ impl Settings {
                 .or(file.max_message_bytes)
                 .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            api_token: secret(
+                "--api-token",
+                args.api_token.or(file.api_token),
+                args.api_token_file.or(file.api_token_file),
+            )?,
+            metrics_token: secret(
+                "--metrics-token",
+                args.metrics_token.or(file.metrics_token),
+                args.metrics_token_file.or(file.metrics_token_file),
+            )?,
+            cluster_secret: secret(
+                "--cluster-secret",
+                args.cluster_secret.or(file.cluster_secret),
+                args.cluster_secret_file.or(file.cluster_secret_file),
+            )?,
         };
         if settings.node_id == 0 {
             bail!("--node-id must be at least 1");
@@ -221,6 +271,24 @@ impl Settings {
             bail!("--max-message-bytes must be at least 1024");
         }
         Ok(settings)
+    }
+}
+
+/// A token given as `flag` (its value) or `flag`-file (a path), not both.
+fn secret(
+    flag: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<Token>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("give {flag} or {flag}-file, not both"),
+        (Some(value), None) => Token::new(flag, &value).map(Some),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {flag}-file {}", path.display()))?;
+            Token::new(&format!("{flag}-file {}", path.display()), &text).map(Some)
+        }
+        (None, None) => Ok(None),
     }
 }
 

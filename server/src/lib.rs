@@ -4,6 +4,7 @@
 //! Where things are:
 //! - [`app`]: wiring; binds the ports at once, runs the components until shutdown.
 //! - [`config`]: settings from flags, environment and TOML.
+//! - [`auth`]: the API token, the cluster secret and the metrics token, checked per port.
 //! - [`service`]: what a client can ask (start, raise, terminate, …), transport-neutral,
 //!   including forwarding to the leader ([`service::forward`]).
 //! - [`grpc`]: the SDK-facing `TaskHubSidecarService` and `Admin`, adapters over `service`.
@@ -16,6 +17,7 @@
 //! - [`cli`]: the `endure workflow` and `endure cluster` commands (gRPC clients).
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;

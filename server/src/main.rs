@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start, inspect and steer workflows on a running node.
     Workflow(cli::WorkflowArgs),
     /// Inspect the cluster.
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let settings = Settings::resolve(args)?;
+            let settings = Settings::resolve(*args)?;
             init_logging(&settings.log_level, settings.log_format);
             abort_on_panic();
             let runtime =

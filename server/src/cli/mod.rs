@@ -106,22 +106,32 @@ pub struct CommonArgs {
     #[arg(long = "timeout", value_name = "SECS", default_value_t = 30, global = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_seconds: u64,
+    /// The API token the nodes were started with (`--api-token`), sent as `dapr-api-token`.
+    #[arg(long, env = "ENDURE_API_TOKEN", hide_env_values = true, global = true)]
+    pub api_token: Option<String>,
 }
 
 /// Runs a workflow subcommand; returns the process exit code.
 pub fn run_workflow(args: WorkflowArgs) -> i32 {
-    let target = Target::new(&args.endpoint, args.common.timeout_seconds);
+    let target = match Target::new(&args.endpoint, &args.common) {
+        Ok(target) => target,
+        Err(error) => return report(Err(error)),
+    };
     let format = args.common.output;
     block_on(async move { report(workflow::run(args.command, &target, format).await) })
 }
 
 /// Runs a cluster subcommand; returns the process exit code.
 pub fn run_cluster(args: ClusterArgs) -> i32 {
-    let targets: Vec<Target> = args
+    let targets: Result<Vec<Target>, Error> = args
         .endpoint
         .iter()
-        .map(|endpoint| Target::new(endpoint, args.common.timeout_seconds))
+        .map(|endpoint| Target::new(endpoint, &args.common))
         .collect();
+    let targets = match targets {
+        Ok(targets) => targets,
+        Err(error) => return report(Err(error)),
+    };
     block_on(cluster::run(args.command, targets, args.common.output))
 }
 
@@ -158,10 +168,31 @@ pub struct Target {
     pub endpoint: String,
     /// The deadline sent with each call.
     pub timeout: Duration,
+    /// The API token sent with each call.
+    api_token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Target {
-    fn new(endpoint: &str, timeout_seconds: u64) -> Target {
+    fn new(endpoint: &str, common: &CommonArgs) -> Result<Target, Error> {
+        let api_token = match &common.api_token {
+            Some(token) => {
+                let mut value: tonic::metadata::MetadataValue<_> =
+                    token.trim().parse().map_err(|_| {
+                        Error::Usage("--api-token must be printable ASCII without spaces".into())
+                    })?;
+                // Debug output shows "Sensitive", never the token.
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Target {
+            api_token,
+            ..Target::at(endpoint, common.timeout_seconds)
+        })
+    }
+
+    fn at(endpoint: &str, timeout_seconds: u64) -> Target {
         let endpoint = endpoint.trim();
         let endpoint = if endpoint.contains("://") {
             endpoint.to_string()
@@ -171,6 +202,7 @@ impl Target {
         Target {
             endpoint,
             timeout: Duration::from_secs(timeout_seconds),
+            api_token: None,
         }
     }
 
@@ -209,6 +241,11 @@ impl Target {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
+        if let Some(token) = &self.api_token {
+            request
+                .metadata_mut()
+                .insert(crate::auth::API_TOKEN_HEADER, token.clone());
+        }
         request
     }
 
@@ -259,18 +296,18 @@ mod tests {
     #[test]
     fn a_bare_address_gets_a_scheme() {
         assert_eq!(
-            Target::new("10.0.0.1:50001", 1).endpoint,
+            Target::at("10.0.0.1:50001", 1).endpoint,
             "http://10.0.0.1:50001"
         );
         assert_eq!(
-            Target::new("https://node:443", 1).endpoint,
+            Target::at("https://node:443", 1).endpoint,
             "https://node:443"
         );
     }
 
     #[test]
     fn statuses_map_to_exit_codes() {
-        let target = Target::new(DEFAULT_ENDPOINT, 30);
+        let target = Target::at(DEFAULT_ENDPOINT, 30);
         let not_found = target.error(Status::not_found("no such instance exists: 'x'"), Some("x"));
         assert_eq!(
             (not_found.exit_code(), not_found.to_string()),

@@ -166,7 +166,7 @@ async fn start(args: StartArgs, target: &Target, format: Format) -> Result<(), E
         .id
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let mut client = target.workflows().await?;
-    let mut request = tonic::Request::new(CreateInstanceRequest {
+    let mut request = target.request(CreateInstanceRequest {
         instance_id: instance_id.clone(),
         name: args.name,
         input: args.input.as_deref().map(json_payload),

@@ -39,6 +39,8 @@ pub struct Services {
     /// The Raft service of every shard, on the internal listener only.
     pub rafts: Option<std::sync::Arc<Vec<endure_raft::types::Raft>>>,
     pub max_message_bytes: usize,
+    /// Who may call this listener (the API token, or the cluster secret inside).
+    pub auth: crate::auth::GrpcAuthLayer,
 }
 
 /// Serves gRPC on `listener` until shutdown, then gives open calls [`SHUTDOWN_GRACE`].
@@ -71,6 +73,7 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: watch::R
         .http2_keepalive_timeout(Some(CONNECTION_KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(CONNECTION_KEEPALIVE_INTERVAL))
         .layer(metrics_layer::GrpcMetricsLayer)
+        .layer(services.auth)
         .add_service(taskhub)
         .add_service(AdminServer::new(services.admin))
         .add_optional_service(raft)

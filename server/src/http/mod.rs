@@ -54,6 +54,10 @@ pub struct HttpState {
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The token every route but health and readiness (and `/metrics`) requires.
+    pub api_token: Option<crate::auth::Token>,
+    /// The bearer token `/metrics` requires.
+    pub metrics_token: Option<crate::auth::Token>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true; then stops accepting, lets open

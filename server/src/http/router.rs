@@ -5,10 +5,11 @@
 //! decoded path: an event name `a%20b` is the name `a b`.
 
 use hyper::body::Incoming;
-use hyper::{Method, Request};
+use hyper::{Method, Request, StatusCode};
 
 use super::errors::ApiError;
 use super::{ops, workflow, HttpState, Response};
+use crate::auth::{refusal, API_TOKEN_HEADER};
 use crate::telemetry::names;
 
 /// The versions Dapr serves the workflow API under; the JS SDK uses `v1.0-beta1`.
@@ -177,7 +178,10 @@ pub async fn handle(state: HttpState, request: Request<Incoming>) -> Response {
     let route = resolve(request.method(), request.uri().path());
     let label = route.as_ref().map(Route::label).unwrap_or("unmatched");
     let response = match route {
-        Ok(route) => answer(state, route, request).await,
+        Ok(route) => match authorize(&state, &route, request.headers()) {
+            Ok(()) => answer(state, route, request).await,
+            Err(error) => error.into_response(),
+        },
         Err(error) => error.into_response(),
     };
     metrics::counter!(names::HTTP_REQUESTS, "route" => label, "status" => response.status().as_u16().to_string())
@@ -185,6 +189,35 @@ pub async fn handle(state: HttpState, request: Request<Incoming>) -> Response {
     metrics::histogram!(names::HTTP_REQUEST_DURATION, "route" => label)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Whether the request may reach `route`: health and readiness are open; `/metrics` takes
+/// the metrics token as a bearer token when one is set; everything else the API token in
+/// `dapr-api-token` when one is set. Refused: 401, and the route never runs.
+fn authorize(state: &HttpState, route: &Route, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let (token, header, presented) = match route {
+        Route::Live | Route::Ready | Route::DaprHealth => return Ok(()),
+        Route::Metrics => (
+            &state.metrics_token,
+            "authorization",
+            headers
+                .get(hyper::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"")),
+        ),
+        _ => (
+            &state.api_token,
+            API_TOKEN_HEADER,
+            headers.get(API_TOKEN_HEADER).map(|v| v.as_bytes()),
+        ),
+    };
+    match token {
+        Some(token) if !presented.is_some_and(|value| token.matches(value)) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "ERR_UNAUTHORIZED",
+            refusal(header, presented),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Answers one matched request; every failure becomes an error body, never a dropped

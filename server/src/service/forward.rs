@@ -18,9 +18,8 @@ use std::time::Duration;
 
 use endure_proto::endure::internal::admin_client::AdminClient;
 use endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
-use endure_raft::network::Channels;
+use endure_raft::network::{Channels, PeerChannel};
 use endure_raft::node::Node;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{Call, Error};
@@ -46,8 +45,8 @@ pub const NO_LEADER_WAIT: Duration = Duration::from_secs(3);
 pub struct Leader {
     /// The node these clients reach.
     pub node_id: u64,
-    pub taskhub: TaskHubSidecarServiceClient<Channel>,
-    pub admin: AdminClient<Channel>,
+    pub taskhub: TaskHubSidecarServiceClient<PeerChannel>,
+    pub admin: AdminClient<PeerChannel>,
     forwarder: Forwarder,
 }
 
@@ -117,7 +116,7 @@ impl Forwarder {
         }))
     }
 
-    fn channel(&self, leader: u64, address: &str) -> Result<Channel, Error> {
+    fn channel(&self, leader: u64, address: &str) -> Result<PeerChannel, Error> {
         self.channels
             .get(address)
             .map_err(|e| Error::internal(format!("bad address {address} of node {leader}: {e}")))

@@ -43,6 +43,8 @@ pub struct Cluster {
     snapshot_logs: Option<u64>,
     /// `--shards`, when given (else the binary's default, or ENDURE_SHARDS).
     shards: Option<u32>,
+    /// Further flags every node is started with.
+    extra: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,7 +58,16 @@ impl Cluster {
         Cluster::start_with(None, Some(shards))
     }
 
+    /// Three nodes, each started with the flags `extra` too.
+    pub fn with_args(extra: &[&str]) -> Cluster {
+        Cluster::start_full(None, None, extra.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_with(snapshot_logs: Option<u64>, shards: Option<u32>) -> Cluster {
+        Cluster::start_full(snapshot_logs, shards, Vec::new())
+    }
+
+    fn start_full(snapshot_logs: Option<u64>, shards: Option<u32>, extra: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=3)
             .map(|id| Node {
@@ -73,6 +84,7 @@ impl Cluster {
             nodes,
             snapshot_logs,
             shards,
+            extra,
             _dir: dir,
         };
         for index in 0..3 {
@@ -156,6 +168,7 @@ impl Cluster {
         if let Some(shards) = self.shards {
             command.args(["--shards", &shards.to_string()]);
         }
+        command.args(&self.extra);
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
