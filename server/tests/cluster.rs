@@ -372,6 +372,9 @@ async fn a_forwarded_call_is_never_forwarded_again() {
     }
     let cluster = Cluster::start(None);
     let all = [0, 1, 2];
+    // Every shard has its leader (a call for a shard without one would be refused for
+    // that reason instead).
+    cluster.settled(&all).await;
     let leader = cluster.leader(&all).await;
     let follower = others(&all, leader)[0];
     let mut client = cluster.client(follower).await;

@@ -274,6 +274,35 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Waits until every node of `alive` is ready and sees each shard led by its preferred
+    /// node: elections and the first hand-overs after a start are over.
+    pub async fn settled(&self, alive: &[usize]) {
+        let started = Instant::now();
+        loop {
+            let mut settled = true;
+            for &index in alive {
+                let ready = readyz::readyz(self.nodes[index].http_port);
+                let placed = self.status(index).await.is_ok_and(|status| {
+                    status
+                        .shards
+                        .iter()
+                        .all(|shard| shard.leader_id == Some(shard.preferred_leader))
+                });
+                settled &= ready && placed;
+            }
+            if settled {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the shards' leaders did not settle"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for index in 0..self.nodes.len() {
