@@ -90,21 +90,13 @@ pub const CLUSTER_SECRET_HEADER: &str = "endure-cluster-secret";
 pub struct ClusterSecret(Option<MetadataValue<Ascii>>);
 
 impl ClusterSecret {
-    /// A secret of visible ASCII characters (it travels as a gRPC metadata value).
+    /// The secret to send; the server checked its characters when it read it (`auth::Token`),
+    /// so this fails only on a value no metadata can carry.
     pub fn new(secret: &str) -> Result<Self, String> {
-        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the cluster secret must be non-empty printable ASCII without spaces".into(),
-            );
-        }
-        MetadataValue::try_from(secret)
-            .map(|value| ClusterSecret(Some(value)))
-            .map_err(|_| "the cluster secret is not a valid metadata value".to_string())
-    }
-
-    /// The secret's bytes, for the server's comparison; `None` when there is none.
-    pub fn expose(&self) -> Option<&[u8]> {
-        self.0.as_ref().map(MetadataValue::as_bytes)
+        let mut value = MetadataValue::try_from(secret)
+            .map_err(|_| "the cluster secret is not a valid metadata value".to_string())?;
+        value.set_sensitive(true);
+        Ok(ClusterSecret(Some(value)))
     }
 }
 
@@ -167,11 +159,6 @@ impl Channels {
             }
         };
         Ok(InterceptedService::new(channel, self.secret.clone()))
-    }
-
-    /// The secret these channels send.
-    pub fn secret(&self) -> &ClusterSecret {
-        &self.secret
     }
 }
 
