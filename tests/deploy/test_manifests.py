@@ -824,9 +824,16 @@ def test_cluster_sh_survives_kill_and_restart(endure_bin, tmp_path, serve_flags)
         restarted = sh("restart", leader)
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         assert pids()[leader] != before[leader]
-        rc, nodes, documents = status()
-        assert rc == 0 and set(nodes.values()) == {"running"}, (rc, nodes)
-        assert len({d["leaderId"] for d in documents}) == 1 and len(documents) == 3
+        # The restarted node learns the leader from its first heartbeat: wait for it.
+        def agreed():
+            rc, nodes, documents = status()
+            leaders = {d["leaderId"] for d in documents}
+            if rc == 0 and set(nodes.values()) == {"running"} and len(documents) == 3 \
+                    and len(leaders) == 1 and None not in leaders:
+                return leaders.pop()
+            return None
+
+        wait_for(agreed, 15, "all three nodes agreeing on one leader after the restart")
 
         logs = sh("logs", leader, "-n", "5")
         assert logs.returncode == 0 and logs.stdout.strip()
