@@ -2,7 +2,7 @@
 # Runs a three-node Endure cluster on loopback, for development and failure drills.
 #
 #   cluster.sh start [N]            start every node (or node N), wait until each serves
-#                                   and knows a leader
+#                                   and knows the leader of every shard
 #   cluster.sh stop [N]             SIGTERM every node (or node N); SIGKILL after
 #                                   $ENDURE_STOP_TIMEOUT seconds
 #   cluster.sh status [ARGS...]     each node's pid and whether it is alive, then
@@ -158,7 +158,8 @@ start_node() {
         "raft $(arg_value --raft-addr)); log $(log_file "$n")"
 }
 
-# Waits until node N answers on gRPC and knows a leader (what /readyz reports).
+# Waits until node N answers on gRPC and knows a leader for every shard (the status
+# document names the node's leader and each shard's; none may be null).
 wait_ready() {
     local n="$1" deadline grpc out
     deadline=$((SECONDS + start_timeout))
@@ -171,7 +172,7 @@ wait_ready() {
             return 1
         fi
         out="$("$bin" cluster status --endpoint "http://$grpc" --timeout 1 --output json 2>/dev/null || true)"
-        if [[ "$out" =~ \"leaderId\":\ *([0-9]+) ]]; then
+        if ! [[ "$out" =~ \"leaderId\":\ *null ]] && [[ "$out" =~ \"leaderId\":\ *([0-9]+) ]]; then
             echo "node $n: serving on $grpc, leader is node ${BASH_REMATCH[1]}"
             return 0
         fi
