@@ -18,6 +18,8 @@ cargo test --release --locked
 cargo test --release --locked -p endure-chaos
 
 export ENDURE_BIN="$CARGO_TARGET_DIR/release/endure"
+# The TLS tests of the compatibility suite make their certificates with this.
+cargo build --release --locked -p endure-tls --features testing --example test-certs
 
 echo "== Dapr Python SDK compatibility suite (dapr-ext-workflow), one node and three"
 bash tests/compat/run_compat.sh

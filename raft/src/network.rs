@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use endure_proto::endure::internal::raft_service_client::RaftServiceClient;
 use endure_proto::endure::internal::RaftMessage;
+use endure_tls::Connector;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -69,15 +70,18 @@ impl Routes {
     }
 }
 
-/// A lazily connecting channel to a peer's internal port, with keepalive.
-pub fn peer_channel(address: &str) -> Result<Channel, tonic::transport::Error> {
+/// A lazily connecting channel to a peer's internal port, with keepalive, over
+/// `connector` (plain TCP, or mutual TLS with the cluster CA).
+pub fn peer_channel(
+    address: &str,
+    connector: &Connector,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
-        .connect_lazy())
+        .connect_with_connector_lazy(connector.clone()))
 }
 
 /// Metadata key of the cluster secret on every call one node makes to another's internal
@@ -128,19 +132,21 @@ pub type PeerChannel = InterceptedService<Channel, ClusterSecret>;
 
 /// One channel per peer address, shared by every shard's Raft group on this node and by
 /// its forwarding (rebuilt by tonic after failures): N shards never mean N connections to
-/// a peer. Every call on them carries the cluster secret.
+/// a peer. Every call on them carries the cluster secret, over the cluster's TLS if set.
 #[derive(Clone, Default, Debug)]
 pub struct Channels {
     open: Arc<Mutex<HashMap<String, Channel>>>,
     secret: ClusterSecret,
+    connector: Connector,
 }
 
 impl Channels {
-    /// Channels whose calls carry `secret`.
-    pub fn new(secret: ClusterSecret) -> Self {
+    /// Channels whose calls carry `secret`, connected by `connector`.
+    pub fn new(secret: ClusterSecret, connector: Connector) -> Self {
         Channels {
             open: Arc::default(),
             secret,
+            connector,
         }
     }
 
@@ -153,7 +159,7 @@ impl Channels {
         let channel = match channels.get(address) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = peer_channel(address)?;
+                let channel = peer_channel(address, &self.connector)?;
                 channels.insert(address.to_string(), channel.clone());
                 channel
             }

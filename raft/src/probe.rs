@@ -91,24 +91,21 @@ pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// This is the server's protocol: it lives here only until the server owns it; `raft`
 /// itself never calls it, the server passes it to [`crate::node::start`].
 pub struct AdminStatusProbe {
-    /// The cluster secret the peer expects on its internal port.
-    pub secret: crate::network::ClusterSecret,
+    /// The connections to peers, with the cluster secret and TLS they expect.
+    pub channels: crate::network::Channels,
 }
 
 impl PeerProbe for AdminStatusProbe {
     async fn ask(&self, asking: NodeId, _peer: NodeId, address: &str) -> Option<PeerAnswer> {
         use endure_proto::endure::internal::admin_client::AdminClient;
         use endure_proto::endure::internal::ClusterStatusRequest;
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .connect_timeout(PEER_PROBE_TIMEOUT)
-            .timeout(PEER_PROBE_TIMEOUT);
-        let channel = endpoint.connect().await.ok()?;
-        let channel =
-            tonic::service::interceptor::InterceptedService::new(channel, self.secret.clone());
-        let status = AdminClient::new(channel)
-            .cluster_status(ClusterStatusRequest {})
+        let channel = self.channels.get(address).ok()?;
+        let mut request = tonic::Request::new(ClusterStatusRequest {});
+        request.set_timeout(PEER_PROBE_TIMEOUT);
+        let mut admin = AdminClient::new(channel);
+        let status = tokio::time::timeout(PEER_PROBE_TIMEOUT, admin.cluster_status(request))
             .await
+            .ok()?
             .ok()?
             .into_inner();
         let me = status.members.iter().find(|m| m.node_id == asking);

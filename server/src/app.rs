@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use endure_raft::network::{Channels, ClusterSecret, CLUSTER_SECRET_HEADER};
 use endure_raft::node::{self, Node, NodeOptions};
+use endure_tls::{ClientTls, Connector, Reload, ServerTls};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -54,6 +55,52 @@ pub struct App {
     addresses: Addresses,
     /// Connections to peers, shared by Raft and forwarding, sending the cluster secret.
     channels: Channels,
+    tls: Tls,
+}
+
+/// The TLS of each listener and of the connections to peers, loaded before anything
+/// starts (a bad file stops the node with its name) and reloaded while it runs.
+#[derive(Default)]
+struct Tls {
+    /// The gRPC and HTTP ports (one certificate).
+    client_ports: Option<Arc<ServerTls>>,
+    internal: Option<Arc<ServerTls>>,
+    reloadable: Vec<Arc<dyn Reload>>,
+}
+
+impl Tls {
+    fn load(settings: &Settings) -> anyhow::Result<(Tls, Connector)> {
+        let mut tls = Tls::default();
+        let mut connector = Connector::plain();
+        if let Some(ports) = &settings.tls {
+            let server = ServerTls::load(
+                "client ports' certificate",
+                ports.pair.clone(),
+                ports.client_ca.clone(),
+                &[b"h2", b"http/1.1"],
+            )?;
+            tls.reloadable.push(server.clone());
+            tls.client_ports = Some(server);
+        }
+        if let Some(cluster) = &settings.cluster_tls {
+            let server = ServerTls::load(
+                "internal port's certificate",
+                cluster.pair.clone(),
+                Some(cluster.ca.clone()),
+                &[b"h2"],
+            )?;
+            let client = ClientTls::load(
+                "certificate shown to peers",
+                cluster.ca.clone(),
+                Some(cluster.pair.clone()),
+            )?;
+            tls.reloadable.push(server.clone());
+            tls.reloadable.push(client.clone());
+            tls.internal = Some(server);
+            connector = Connector::tls(client);
+        }
+        Ok((tls, connector))
+    }
 }
 
 impl App {
@@ -70,11 +117,12 @@ impl App {
             http: http.local_addr()?,
             raft: internal.as_ref().map(TcpListener::local_addr).transpose()?,
         };
+        let (tls, connector) = Tls::load(&settings)?;
         let secret = match &settings.cluster_secret {
             Some(token) => ClusterSecret::new(token.expose()).map_err(anyhow::Error::msg)?,
             None => ClusterSecret::default(),
         };
-        let channels = Channels::new(secret.clone());
+        let channels = Channels::new(secret, connector);
         let options = NodeOptions {
             node_id: settings.node_id,
             raft_addr: addresses.raft.unwrap_or(settings.raft_addr).to_string(),
@@ -87,7 +135,9 @@ impl App {
             shards_explicit: settings.shards_explicit,
             channels: channels.clone(),
         };
-        let probe = endure_raft::probe::AdminStatusProbe { secret };
+        let probe = endure_raft::probe::AdminStatusProbe {
+            channels: channels.clone(),
+        };
         let nodes = node::start(&settings.data_dir, options, &probe).await?;
         Ok(App {
             settings,
@@ -97,6 +147,7 @@ impl App {
             internal,
             addresses,
             channels,
+            tls,
         })
     }
 
@@ -114,6 +165,7 @@ impl App {
             internal,
             addresses,
             channels,
+            tls,
         } = self;
         let metrics_handle = telemetry::install()?;
         let mut shards = Vec::new();
@@ -127,6 +179,7 @@ impl App {
                 proposer: proposer.clone(),
                 clock,
                 max_turn_bytes: settings.max_message_bytes,
+                channels: channels.clone(),
             });
             leaderships.push(leadership);
             shards.push(Shard {
@@ -143,8 +196,11 @@ impl App {
             max_message_bytes: settings.max_message_bytes,
             shutdown: shutdown.clone(),
         });
-        let membership = Membership::new(shards.clone());
-        let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>, auth| grpc::Services {
+        let membership = Membership::new(shards.clone(), channels.clone());
+        let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>,
+                        auth,
+                        tls,
+                        admin_token| grpc::Services {
             taskhub: TaskHub {
                 workflows: workflows.clone(),
             },
@@ -152,10 +208,12 @@ impl App {
                 shards: shards.clone(),
                 workflows: workflows.clone(),
                 membership: membership.clone(),
+                admin_token,
             },
             rafts,
             max_message_bytes: settings.max_message_bytes,
             auth,
+            tls,
         };
         let render = metrics_handle.clone();
         let http_state = http::HttpState {
@@ -188,6 +246,8 @@ impl App {
             services(
                 None,
                 GrpcAuthLayer::new(API_TOKEN_HEADER, settings.api_token.clone()),
+                tls.client_ports.clone(),
+                settings.admin_token.clone(),
             ),
             shutdown.clone(),
         )));
@@ -200,13 +260,26 @@ impl App {
                 services(
                     raft,
                     GrpcAuthLayer::new(CLUSTER_SECRET_HEADER, settings.cluster_secret.clone()),
+                    tls.internal.clone(),
+                    None,
                 ),
                 shutdown.clone(),
             )));
         }
-        let http_task = tokio::spawn(http::serve(http, http_state, shutdown.clone()));
+        let http_task = tokio::spawn(http::serve(
+            http,
+            http_state,
+            tls.client_ports.clone(),
+            shutdown.clone(),
+        ));
+        tasks.push(tokio::spawn(endure_tls::watch(
+            tls.reloadable,
+            shutdown.clone(),
+        )));
         info!(grpc = %addresses.grpc, http = %addresses.http, raft = ?addresses.raft,
-            data_dir = %settings.data_dir.display(), node_id = settings.node_id, "endure listening");
+            data_dir = %settings.data_dir.display(), node_id = settings.node_id,
+            tls = settings.tls.is_some(), cluster_tls = settings.cluster_tls.is_some(),
+            "endure listening");
         for task in tasks {
             let _ = task.await;
         }

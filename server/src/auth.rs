@@ -1,6 +1,7 @@
 //! Who may call: the API token on the client ports (gRPC and HTTP, as Dapr's
 //! `dapr-api-token`), the cluster secret on the internal port, an optional token on
-//! `/metrics`.
+//! `/metrics`, and an optional admin token for the Admin calls that change or probe the
+//! cluster (membership, replica reads, chaos controls) on the client ports.
 //!
 //! - A token is compared in constant time ([`Token::matches`]); its `Debug` never shows it,
 //!   and no error message, log line or metric repeats what a caller presented.
@@ -57,6 +58,27 @@ impl Token {
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(redacted)")
+    }
+}
+
+/// Metadata key of the admin token on the Admin calls of the client ports.
+pub const ADMIN_TOKEN_HEADER: &str = "endure-admin-token";
+
+/// Refuses a call that does not carry `required` (when set) as its admin token.
+pub fn check_admin(
+    required: Option<&Token>,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<(), tonic::Status> {
+    let Some(token) = required else {
+        return Ok(());
+    };
+    let presented = metadata.get(ADMIN_TOKEN_HEADER).map(|v| v.as_bytes());
+    match presented {
+        Some(value) if token.matches(value) => Ok(()),
+        _ => Err(tonic::Status::unauthenticated(format!(
+            "{} (an admin call: membership, replica state, leader placement)",
+            refusal(ADMIN_TOKEN_HEADER, presented)
+        ))),
     }
 }
 

@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// File holding the metrics token.
     #[arg(long, env = "ENDURE_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Token the Admin calls beyond cluster status (`cluster join/leave`, replica reads,
+    /// chaos controls) need on the client ports, in `endure-admin-token`, besides the API
+    /// token. Default: the API token alone lets them through.
+    #[arg(long, env = "ENDURE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin token.
+    #[arg(long, env = "ENDURE_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Secret every node of the cluster shares: calls to the internal port (Raft,
     /// forwarding, admin) without it are refused, and this node sends it to its peers.
     #[arg(long, env = "ENDURE_CLUSTER_SECRET", hide_env_values = true)]
@@ -97,6 +105,29 @@ pub struct ServeArgs {
     /// File holding the cluster secret.
     #[arg(long, env = "ENDURE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Certificate chain (PEM) of the client ports: with --tls-key, gRPC and HTTP speak
+    /// TLS only (`https://` / `grpcs://` endpoints). Reloaded on SIGHUP or when it changes.
+    #[arg(long, env = "ENDURE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "ENDURE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that must have signed a certificate every client shows on the client ports
+    /// (mutual TLS). Default: clients show none.
+    #[arg(long, env = "ENDURE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The cluster CA (PEM): with --cluster-tls-cert and --cluster-tls-key, the internal
+    /// port speaks mutual TLS, accepting only nodes whose certificate this CA signed, and
+    /// this node checks its peers' certificates against it.
+    #[arg(long, env = "ENDURE_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM) on the internal port and towards its peers; it must
+    /// name the host of this node's --raft-addr (a DNS name or IP address).
+    #[arg(long, env = "ENDURE_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cluster-tls-cert.
+    #[arg(long, env = "ENDURE_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -132,8 +163,16 @@ struct FileSettings {
     api_token_file: Option<PathBuf>,
     metrics_token: Option<String>,
     metrics_token_file: Option<PathBuf>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
     cluster_secret: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    cluster_tls_ca: Option<PathBuf>,
+    cluster_tls_cert: Option<PathBuf>,
+    cluster_tls_key: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -164,8 +203,28 @@ pub struct Settings {
     pub api_token: Option<Token>,
     /// The token of `/metrics` (`None`: open).
     pub metrics_token: Option<Token>,
+    /// The token of the client ports' admin calls (`None`: the API token suffices).
+    pub admin_token: Option<Token>,
     /// The internal port's secret, shared by the cluster (`None`: open).
     pub cluster_secret: Option<Token>,
+    /// TLS of the client ports (`None`: cleartext).
+    pub tls: Option<ClientPortsTls>,
+    /// Mutual TLS of the internal port and of the connections to peers (`None`: cleartext).
+    pub cluster_tls: Option<ClusterTls>,
+}
+
+/// The client ports' certificate, and the CA clients must prove themselves to, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPortsTls {
+    pub pair: endure_tls::KeyPair,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// This node's certificate among its peers, and the CA every node's certificate chains to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub pair: endure_tls::KeyPair,
+    pub ca: PathBuf,
 }
 
 impl Settings {
@@ -242,10 +301,25 @@ impl Settings {
                 args.metrics_token.or(file.metrics_token),
                 args.metrics_token_file.or(file.metrics_token_file),
             )?,
+            admin_token: secret(
+                "--admin-token",
+                args.admin_token.or(file.admin_token),
+                args.admin_token_file.or(file.admin_token_file),
+            )?,
             cluster_secret: secret(
                 "--cluster-secret",
                 args.cluster_secret.or(file.cluster_secret),
                 args.cluster_secret_file.or(file.cluster_secret_file),
+            )?,
+            tls: client_ports_tls(
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+                args.tls_client_ca.or(file.tls_client_ca),
+            )?,
+            cluster_tls: cluster_tls(
+                args.cluster_tls_ca.or(file.cluster_tls_ca),
+                args.cluster_tls_cert.or(file.cluster_tls_cert),
+                args.cluster_tls_key.or(file.cluster_tls_key),
             )?,
         };
         if settings.node_id == 0 {
@@ -289,6 +363,45 @@ fn secret(
             Token::new(&format!("{flag}-file {}", path.display()), &text).map(Some)
         }
         (None, None) => Ok(None),
+    }
+}
+
+/// The client ports' TLS: a certificate needs its key, and a client CA needs both.
+fn client_ports_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<ClientPortsTls>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(ClientPortsTls {
+            pair: endure_tls::KeyPair { cert, key },
+            client_ca,
+        })),
+        (None, None) if client_ca.is_some() => {
+            bail!("--tls-client-ca needs --tls-cert and --tls-key (the ports' own certificate)")
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!("--tls-cert needs --tls-key (the certificate's private key)"),
+        (None, Some(_)) => bail!("--tls-key needs --tls-cert (the certificate it belongs to)"),
+    }
+}
+
+/// The internal port's mutual TLS: all three files, or none.
+fn cluster_tls(
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<ClusterTls>> {
+    match (ca, cert, key) {
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(ClusterTls {
+            pair: endure_tls::KeyPair { cert, key },
+            ca,
+        })),
+        (None, None, None) => Ok(None),
+        _ => bail!(
+            "mutual TLS between nodes needs all three of --cluster-tls-ca, --cluster-tls-cert \
+             and --cluster-tls-key"
+        ),
     }
 }
 

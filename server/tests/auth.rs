@@ -180,3 +180,89 @@ fn a_token_given_twice_or_empty_is_refused_at_start() {
         "the settings' Debug shows the token"
     );
 }
+
+/// Runs `endure cluster leave --node-id 99` with the given tokens in the environment.
+fn leave_99(endpoint: &str, api: &str, admin: Option<&str>) -> (bool, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_endure"));
+    command
+        .args([
+            "cluster",
+            "leave",
+            "--node-id",
+            "99",
+            "--endpoint",
+            endpoint,
+        ])
+        .env("ENDURE_API_TOKEN", api)
+        .env_remove("ENDURE_ADMIN_TOKEN");
+    if let Some(admin) = admin {
+        command.env("ENDURE_ADMIN_TOKEN", admin);
+    }
+    let output = command.output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_on_the_client_port_need_the_admin_token_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--api-token", TOKEN, "--admin-token", "adm1n-token"],
+    );
+    let channel = tonic::transport::Endpoint::from_shared(server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = endure_proto::endure::internal::admin_client::AdminClient::new(channel);
+    // Status needs only the API token.
+    let status = with_token(
+        endure_proto::endure::internal::ClusterStatusRequest {},
+        Some(TOKEN),
+    );
+    admin.cluster_status(status).await.unwrap();
+    // A membership change with the API token alone, or a wrong admin token: refused.
+    for presented in [None, Some("guessed")] {
+        let mut request = with_token(
+            endure_proto::endure::internal::LeaveNodeRequest {
+                node_id: 1,
+                shard: None,
+            },
+            Some(TOKEN),
+        );
+        if let Some(value) = presented {
+            request
+                .metadata_mut()
+                .insert("endure-admin-token", value.parse().unwrap());
+        }
+        let refused = admin.leave_node(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(
+            refused.message().contains("endure-admin-token"),
+            "{refused:?}"
+        );
+    }
+    // Node 1 is still the voter it was.
+    let status = with_token(
+        endure_proto::endure::internal::ClusterStatusRequest {},
+        Some(TOKEN),
+    );
+    let members = admin
+        .cluster_status(status)
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    assert!(
+        members.iter().any(|m| m.node_id == 1 && m.role == "voter"),
+        "{members:?}"
+    );
+
+    // The CLI: without ENDURE_ADMIN_TOKEN refused; with it the call gets through to the
+    // membership check (node 99 is no voter).
+    let (ok, said) = leave_99(&server.endpoint(), TOKEN, None);
+    assert!(!ok && said.contains("endure-admin-token"), "{said}");
+    let (ok, said) = leave_99(&server.endpoint(), TOKEN, Some("adm1n-token"));
+    assert!(!ok && said.contains("node 99 is not a voter"), "{said}");
+}

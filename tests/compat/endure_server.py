@@ -73,6 +73,7 @@ class EndureServer:
         log_level: str = "info",
         extra_args: Sequence[str] = (),
         name: str = "endure server",
+        tls_ca: Optional[Path] = None,
     ):
         self.binary = binary or default_binary()
         self.extra_args = list(extra_args)
@@ -86,6 +87,8 @@ class EndureServer:
         self.log_level = log_level
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
+        # With a CA, the node serves TLS (--tls-cert): readiness is asked over TLS.
+        self.tls_ca = Path(tls_ca) if tls_ca else None
 
     @property
     def endpoint(self) -> str:
@@ -174,7 +177,13 @@ class EndureServer:
     def _ready(self) -> bool:
         """Whether GET /readyz answers 200 (a leader is known and serving)."""
         try:
-            with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5) as sock:
+            with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5) as raw:
+                sock = raw
+                if self.tls_ca is not None:
+                    import ssl
+
+                    context = ssl.create_default_context(cafile=str(self.tls_ca))
+                    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
                 sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 return sock.recv(64).startswith(b"HTTP/1.1 200")
         except OSError:

@@ -22,9 +22,12 @@ mod time;
 mod workflow;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use endure_tls::Connector;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -109,6 +112,35 @@ pub struct CommonArgs {
     /// The API token the nodes were started with (`--api-token`), sent as `dapr-api-token`.
     #[arg(long, env = "ENDURE_API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<String>,
+    /// The admin token the nodes were started with (`--admin-token`), sent as
+    /// `endure-admin-token` (`cluster join` and `leave` need it when it is set).
+    #[arg(
+        long,
+        env = "ENDURE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    /// CA (PEM) that signed the nodes' certificate, for `https://` endpoints.
+    #[arg(long, env = "ENDURE_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Certificate (PEM) to show nodes that ask for one (`--tls-client-ca`); needs
+    /// --tls-client-key.
+    #[arg(
+        long,
+        env = "ENDURE_TLS_CLIENT_CERT",
+        global = true,
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-client-cert.
+    #[arg(
+        long,
+        env = "ENDURE_TLS_CLIENT_KEY",
+        global = true,
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 /// Runs a workflow subcommand; returns the process exit code.
@@ -169,27 +201,62 @@ pub struct Target {
     /// The deadline sent with each call.
     pub timeout: Duration,
     /// The API token sent with each call.
-    api_token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    api_token: Option<MetadataValue<Ascii>>,
+    /// The admin token sent with each call.
+    admin_token: Option<MetadataValue<Ascii>>,
+    /// Whether the endpoint is `https://` (or `grpcs://`).
+    secure: bool,
+    /// TCP, or TLS with the CA of `--tls-ca`.
+    connector: Connector,
+}
+
+/// A token as a metadata value whose `Debug` shows "Sensitive", never the token.
+fn metadata_token(flag: &str, token: Option<&str>) -> Result<Option<MetadataValue<Ascii>>, Error> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let mut value: MetadataValue<Ascii> = token
+        .trim()
+        .parse()
+        .map_err(|_| Error::Usage(format!("{flag} must be printable ASCII without spaces")))?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// The connector of `https://` endpoints, from --tls-ca (and the client certificate).
+fn tls_connector(common: &CommonArgs) -> Result<Connector, Error> {
+    let Some(ca) = &common.tls_ca else {
+        return Ok(Connector::plain());
+    };
+    let identity = match (&common.tls_client_cert, &common.tls_client_key) {
+        (Some(cert), Some(key)) => Some(endure_tls::KeyPair {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let tls = endure_tls::ClientTls::load("the CLI's TLS", ca.clone(), identity)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    Ok(Connector::tls(tls))
 }
 
 impl Target {
     fn new(endpoint: &str, common: &CommonArgs) -> Result<Target, Error> {
-        let api_token = match &common.api_token {
-            Some(token) => {
-                let mut value: tonic::metadata::MetadataValue<_> =
-                    token.trim().parse().map_err(|_| {
-                        Error::Usage("--api-token must be printable ASCII without spaces".into())
-                    })?;
-                // Debug output shows "Sensitive", never the token.
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
-        Ok(Target {
+        let api_token = metadata_token("--api-token", common.api_token.as_deref())?;
+        let admin_token = metadata_token("--admin-token", common.admin_token.as_deref())?;
+        let target = Target {
             api_token,
+            admin_token,
+            connector: tls_connector(common)?,
             ..Target::at(endpoint, common.timeout_seconds)
-        })
+        };
+        if target.secure && !target.connector.is_tls() {
+            return Err(Error::Usage(format!(
+                "{} is a TLS endpoint: give --tls-ca (the CA that signed the node's certificate)",
+                target.endpoint
+            )));
+        }
+        Ok(target)
     }
 
     fn at(endpoint: &str, timeout_seconds: u64) -> Target {
@@ -199,21 +266,31 @@ impl Target {
         } else {
             format!("http://{endpoint}")
         };
+        let secure = endpoint.starts_with("https://") || endpoint.starts_with("grpcs://");
         Target {
             endpoint,
             timeout: Duration::from_secs(timeout_seconds),
             api_token: None,
+            admin_token: None,
+            secure,
+            connector: Connector::plain(),
         }
     }
 
     /// Connects now, so that an unreachable node is reported as such, not as a failed call.
     pub async fn connect(&self) -> Result<Channel, Error> {
-        let endpoint = Endpoint::from_shared(self.endpoint.clone())
+        // tonic is given an http:// URI: TLS, when the endpoint asks for it, is the
+        // connector's.
+        let address = match self.endpoint.split_once("://") {
+            Some((_, rest)) => format!("http://{rest}"),
+            None => self.endpoint.clone(),
+        };
+        let endpoint = Endpoint::from_shared(address)
             .map_err(|e| Error::Usage(format!("invalid endpoint '{}': {e}", self.endpoint)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.timeout + CLIENT_GRACE);
         endpoint
-            .connect()
+            .connect_with_connector(self.connector.clone())
             .await
             .map_err(|error| Error::Unreachable {
                 endpoint: self.endpoint.clone(),
@@ -245,6 +322,11 @@ impl Target {
             request
                 .metadata_mut()
                 .insert(crate::auth::API_TOKEN_HEADER, token.clone());
+        }
+        if let Some(token) = &self.admin_token {
+            request
+                .metadata_mut()
+                .insert(crate::auth::ADMIN_TOKEN_HEADER, token.clone());
         }
         request
     }

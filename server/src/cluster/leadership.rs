@@ -36,6 +36,8 @@ pub struct Options {
     pub clock: Arc<LeaderClock>,
     /// Largest turn a worker accepts, in bytes.
     pub max_turn_bytes: usize,
+    /// Connections to peers (cluster secret, TLS), to read their clocks.
+    pub channels: endure_raft::network::Channels,
 }
 
 /// The leadership task: see the module documentation.
@@ -69,7 +71,7 @@ impl Leadership {
             }
             let clock = &self.options.clock;
             let reference = clock.wall_reference();
-            let samples = sample_peer_clocks(node, reference).await;
+            let samples = sample_peer_clocks(node, &self.options.channels, reference).await;
             let floor = node.shared.continued_leader_time();
             let base = clock::term_base(reference.now(), &samples, floor);
             clock.start_term(base);
@@ -144,14 +146,19 @@ impl Leadership {
 
 /// Reads the wall clock of every other voter, concurrently, each bounded by
 /// [`CLOCK_SAMPLE_TIMEOUT`]; each is compared with `reference`, never with a fresh reading.
-async fn sample_peer_clocks(node: &Node, reference: WallReference) -> Vec<ClockSample> {
+async fn sample_peer_clocks(
+    node: &Node,
+    channels: &endure_raft::network::Channels,
+    reference: WallReference,
+) -> Vec<ClockSample> {
     use endure_proto::endure::internal::admin_client::AdminClient;
     use endure_proto::endure::internal::ClusterStatusRequest;
     let peers = node.peer_voters();
     let mut reads = tokio::task::JoinSet::new();
     for (id, address) in peers {
+        let channels = channels.clone();
         reads.spawn(async move {
-            let channel = endure_raft::network::peer_channel(&address).ok()?;
+            let channel = channels.get(&address).ok()?;
             let sent = std::time::Instant::now();
             let mut request = tonic::Request::new(ClusterStatusRequest {});
             request.set_timeout(CLOCK_SAMPLE_TIMEOUT);

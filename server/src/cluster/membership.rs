@@ -22,6 +22,8 @@ use crate::service::{Call, Error};
 #[derive(Clone)]
 pub struct Membership {
     shards: Shards,
+    /// Connections to peers (cluster secret, TLS), to ask a joining node about itself.
+    channels: endure_raft::network::Channels,
     serialized: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -40,9 +42,10 @@ pub enum Change {
 }
 
 impl Membership {
-    pub fn new(shards: Shards) -> Membership {
+    pub fn new(shards: Shards, channels: endure_raft::network::Channels) -> Membership {
         Membership {
             shards,
+            channels,
             serialized: Arc::default(),
         }
     }
@@ -93,7 +96,7 @@ impl Membership {
     async fn same_shard_count(&self, id: u64, address: &str) -> Result<(), Error> {
         use endure_proto::endure::internal::admin_client::AdminClient;
         use endure_proto::endure::internal::ClusterStatusRequest;
-        let Ok(channel) = endure_raft::network::peer_channel(address) else {
+        let Ok(channel) = self.channels.get(address) else {
             return Err(Error::invalid_argument(format!("bad address {address}")));
         };
         let mut request = tonic::Request::new(ClusterStatusRequest {});

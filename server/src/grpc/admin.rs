@@ -13,6 +13,7 @@ use endure_raft::status::Status as RaftStatus;
 use tonic::{Request, Response, Status};
 
 use super::status::call;
+use crate::auth::{check_admin, Token};
 use crate::cluster::membership::{Change, Membership};
 use crate::cluster::placement;
 use crate::cluster::shards::Shards;
@@ -25,6 +26,15 @@ pub struct AdminService {
     pub shards: Shards,
     pub workflows: Workflows,
     pub membership: Membership,
+    /// The token the calls beyond `ClusterStatus` need (the client ports' `--admin-token`;
+    /// none on the internal port, where the cluster secret guards every call).
+    pub admin_token: Option<Token>,
+}
+
+impl AdminService {
+    fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        check_admin(self.admin_token.as_ref(), request.metadata())
+    }
 }
 
 fn members(status: &RaftStatus) -> Vec<ClusterMember> {
@@ -101,6 +111,7 @@ impl Admin for AdminService {
         &self,
         request: Request<JoinNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.admin(&request)?;
         let call = call(&request);
         let request = request.into_inner();
         let change = Change::Join {
@@ -118,6 +129,7 @@ impl Admin for AdminService {
         &self,
         request: Request<LeaveNodeRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        self.admin(&request)?;
         let call = call(&request);
         let request = request.into_inner();
         let change = Change::Leave {
@@ -134,6 +146,7 @@ impl Admin for AdminService {
         &self,
         request: Request<LocalStateRequest>,
     ) -> Result<Response<LocalStateReply>, Status> {
+        self.admin(&request)?;
         crate::cluster::replica::local_state(&self.shards, request.get_ref()).map(Response::new)
     }
 
@@ -141,6 +154,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ChaosControlRequest>,
     ) -> Result<Response<ChaosControlReply>, Status> {
+        self.admin(&request)?;
         crate::cluster::chaos::control(request.into_inner()).map(Response::new)
     }
 
@@ -148,6 +162,7 @@ impl Admin for AdminService {
         &self,
         request: Request<DeliverRequest>,
     ) -> Result<Response<DeliverReply>, Status> {
+        self.admin(&request)?;
         let call = call(&request);
         let request = request.into_inner();
         let shard = self.shards.get(request.shard).ok_or_else(|| {
@@ -165,6 +180,7 @@ impl Admin for AdminService {
         &self,
         request: Request<TakeLeadershipRequest>,
     ) -> Result<Response<TakeLeadershipReply>, Status> {
+        self.admin(&request)?;
         let shard = request.into_inner().shard;
         let shard = self
             .shards

@@ -41,6 +41,8 @@ pub struct Services {
     pub max_message_bytes: usize,
     /// Who may call this listener (the API token, or the cluster secret inside).
     pub auth: crate::auth::GrpcAuthLayer,
+    /// The listener's TLS (`None`: cleartext HTTP/2).
+    pub tls: Option<std::sync::Arc<endure_tls::ServerTls>>,
 }
 
 /// Serves gRPC on `listener` until shutdown, then gives open calls [`SHUTDOWN_GRACE`].
@@ -57,21 +59,14 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: watch::R
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
     });
-    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms a step).
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |stream| {
-            stream.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        },
-    );
+    // Sets TCP_NODELAY (small replies must not wait for the peer's delayed ACK, ~40 ms a
+    // step) and runs each TLS handshake off the accept loop.
+    let incoming = endure_tls::server::incoming(listener, services.tls);
     let mut signal = shutdown.clone();
     let mut forced = shutdown;
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(CONNECTION_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(CONNECTION_KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(CONNECTION_KEEPALIVE_INTERVAL))
         .layer(metrics_layer::GrpcMetricsLayer)
         .layer(services.auth)
         .add_service(taskhub)

@@ -1,5 +1,6 @@
 //! The HTTP front end: Dapr's workflow HTTP API, health, readiness, metrics and cluster
-//! status, served with hyper (HTTP/1.1 and cleartext HTTP/2).
+//! status, served with hyper (HTTP/1.1 and HTTP/2, over TLS when the node has a
+//! certificate).
 //!
 //! - [`router`]: method and path → route, 404 and 405.
 //! - [`workflow`]: the Dapr workflow routes, over the service layer.
@@ -29,6 +30,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::service::Workflows;
+use endure_tls::ServerTls;
 
 /// Most HTTP connections served at once; further clients wait in the listen backlog
 /// instead of exhausting file descriptors (as mini-redis bounds `MAX_CONNECTIONS`).
@@ -65,6 +67,7 @@ pub struct HttpState {
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
+    tls: Option<Arc<ServerTls>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -72,23 +75,27 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     while let Some((stream, slot)) = next_connection(&listener, &slots, &mut shutdown).await {
-        // Small JSON answers must not wait for the client's delayed ACK.
-        let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(router::handle(state, request).await) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
+        // The TLS handshake runs in the connection's task: a slow client holds its own
+        // slot, never the accept loop.
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%error, "HTTP connection ended with an error");
+            match endure_tls::server::establish(stream, tls.as_deref()).await {
+                Ok(conn) => {
+                    let connection = builder.serve_connection(TokioIo::new(conn), service);
+                    if let Err(error) = watcher.watch(connection.into_owned()).await {
+                        debug!(%error, "HTTP connection ended with an error");
+                    }
+                }
+                Err(error) => debug!(%error, "HTTP connection failed its TLS handshake"),
             }
             drop(slot);
         });
