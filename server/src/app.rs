@@ -66,6 +66,8 @@ struct Tls {
     client_ports: Option<Arc<ServerTls>>,
     internal: Option<Arc<ServerTls>>,
     reloadable: Vec<Arc<dyn Reload>>,
+    /// SIGHUP, taken over at load so it never ends a node with TLS files.
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Tls {
@@ -98,6 +100,9 @@ impl Tls {
             tls.reloadable.push(client.clone());
             tls.internal = Some(server);
             connector = Connector::tls(client);
+        }
+        if !tls.reloadable.is_empty() {
+            tls.hangup = endure_tls::hangups();
         }
         Ok((tls, connector))
     }
@@ -195,6 +200,7 @@ impl App {
             shards: shards.clone(),
             max_message_bytes: settings.max_message_bytes,
             shutdown: shutdown.clone(),
+            limits: settings.limits,
         });
         let membership = Membership::new(shards.clone(), channels.clone());
         let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>,
@@ -274,6 +280,7 @@ impl App {
         ));
         tasks.push(tokio::spawn(endure_tls::watch(
             tls.reloadable,
+            tls.hangup,
             shutdown.clone(),
         )));
         info!(grpc = %addresses.grpc, http = %addresses.http, raft = ?addresses.raft,

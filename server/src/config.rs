@@ -76,6 +76,16 @@ pub struct ServeArgs {
     /// Log format: `text` (human-readable) or `json` (one object per line).
     #[arg(long, env = "ENDURE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Client writes (start, raise, terminate, ...) this node may be committing at once;
+    /// more are refused with RESOURCE_EXHAUSTED / 429 and a retry hint.
+    #[arg(long, env = "ENDURE_MAX_PENDING_PROPOSALS")]
+    pub max_pending_proposals: Option<usize>,
+    /// Calls waiting for an instance to start or complete this node may hold at once.
+    #[arg(long, env = "ENDURE_MAX_WAITING_POLLS")]
+    pub max_waiting_polls: Option<usize>,
+    /// Worker streams (GetWorkItems) this node may hold open at once.
+    #[arg(long, env = "ENDURE_MAX_WORKER_STREAMS")]
+    pub max_worker_streams: Option<usize>,
     /// API token every client call must carry in its `dapr-api-token` header (gRPC metadata
     /// or HTTP), as Dapr's sidecar takes it; /healthz and /readyz stay open. Prefer
     /// --api-token-file, which keeps it off the command line.
@@ -159,6 +169,9 @@ struct FileSettings {
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
+    max_pending_proposals: Option<usize>,
+    max_waiting_polls: Option<usize>,
+    max_worker_streams: Option<usize>,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
     metrics_token: Option<String>,
@@ -199,6 +212,8 @@ pub struct Settings {
     pub log_level: String,
     pub max_message_bytes: usize,
     pub log_format: LogFormat,
+    /// Per-node limits on what clients make the node hold.
+    pub limits: crate::service::limits::Limits,
     /// The client ports' token (`None`: open).
     pub api_token: Option<Token>,
     /// The token of `/metrics` (`None`: open).
@@ -291,6 +306,23 @@ impl Settings {
                 .or(file.max_message_bytes)
                 .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            limits: {
+                let default = crate::service::limits::Limits::default();
+                crate::service::limits::Limits {
+                    pending_proposals: args
+                        .max_pending_proposals
+                        .or(file.max_pending_proposals)
+                        .unwrap_or(default.pending_proposals),
+                    waiting_polls: args
+                        .max_waiting_polls
+                        .or(file.max_waiting_polls)
+                        .unwrap_or(default.waiting_polls),
+                    worker_streams: args
+                        .max_worker_streams
+                        .or(file.max_worker_streams)
+                        .unwrap_or(default.worker_streams),
+                }
+            },
             api_token: secret(
                 "--api-token",
                 args.api_token.or(file.api_token),
@@ -340,6 +372,16 @@ impl Settings {
         }
         if !settings.peers.is_empty() && !settings.peers.contains_key(&settings.node_id) {
             bail!("--peer must list this node ({}) too", settings.node_id);
+        }
+        let limits = settings.limits;
+        for (flag, value) in [
+            ("--max-pending-proposals", limits.pending_proposals),
+            ("--max-waiting-polls", limits.waiting_polls),
+            ("--max-worker-streams", limits.worker_streams),
+        ] {
+            if value == 0 {
+                bail!("{flag} must be at least 1");
+            }
         }
         if settings.max_message_bytes < 1024 {
             bail!("--max-message-bytes must be at least 1024");

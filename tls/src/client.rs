@@ -111,9 +111,10 @@ impl Connector {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        // Without a port, the scheme's: 443 for TLS, 80 for cleartext.
         let port = uri
             .port_u16()
-            .ok_or_else(|| invalid(format!("{uri} names no port")))?;
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
         let stream = TcpStream::connect((host.as_str(), port)).await?;
         let _ = stream.set_nodelay(true);
         let Some(tls) = &self.tls else {

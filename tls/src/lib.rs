@@ -183,18 +183,28 @@ pub trait Reload: Send + Sync {
     fn reload(&self, forced: bool) -> Result<bool, Error>;
 }
 
-/// Reloads `configs` on SIGHUP and when their files change, until `shutdown` turns true.
-pub async fn watch(configs: Vec<Arc<dyn Reload>>, mut shutdown: signal::Receiver<bool>) {
-    if configs.is_empty() {
-        return;
-    }
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+/// Takes over SIGHUP from its default (ending the process), for [`watch`]. Call it early,
+/// before a slow start, so a certificate tool's SIGHUP cannot kill a node still starting.
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hangup) => Some(hangup),
         Err(error) => {
             warn!(%error, "cannot listen for SIGHUP; TLS files reload only when they change");
             None
         }
-    };
+    }
+}
+
+/// Reloads `configs` on each SIGHUP from `hangup` ([`hangups`]) and when their files
+/// change, until `shutdown` turns true.
+pub async fn watch(
+    configs: Vec<Arc<dyn Reload>>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    mut shutdown: signal::Receiver<bool>,
+) {
+    if configs.is_empty() {
+        return;
+    }
     let mut poll = tokio::time::interval(RELOAD_POLL_INTERVAL);
     loop {
         let forced = tokio::select! {

@@ -244,12 +244,15 @@ impl Target {
     fn new(endpoint: &str, common: &CommonArgs) -> Result<Target, Error> {
         let api_token = metadata_token("--api-token", common.api_token.as_deref())?;
         let admin_token = metadata_token("--admin-token", common.admin_token.as_deref())?;
-        let target = Target {
+        let mut target = Target {
             api_token,
             admin_token,
-            connector: tls_connector(common)?,
             ..Target::at(endpoint, common.timeout_seconds)
         };
+        // --tls-ca (or ENDURE_TLS_CA in the environment) applies to TLS endpoints only.
+        if target.secure {
+            target.connector = tls_connector(common)?;
+        }
         if target.secure && !target.connector.is_tls() {
             return Err(Error::Usage(format!(
                 "{} is a TLS endpoint: give --tls-ca (the CA that signed the node's certificate)",

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tonic::{Request, Status};
 
 use crate::service::forward::{FORWARDED_HEADER, SHARD_HEADER};
+use crate::service::limits::{RETRY_AFTER_HEADER, RETRY_AFTER_SECS};
 use crate::service::{Call, Error};
 
 /// The status the SDKs expect for each error (they match some of the texts).
@@ -18,6 +19,15 @@ pub fn to_status(error: Error) -> Status {
         // Not FAILED_PRECONDITION: Python 1.18+ retries that code as if it were transient.
         Error::FailedPrecondition(m) | Error::Unknown(m) => Status::unknown(m),
         Error::TooLarge(m) => Status::resource_exhausted(m),
+        Error::Overloaded(m) => {
+            let mut status = Status::resource_exhausted(m);
+            // The mark tells a forwarding node (and a client that reads it) this is a
+            // limit, not a size: retry after the hint.
+            status
+                .metadata_mut()
+                .insert(RETRY_AFTER_HEADER, RETRY_AFTER_SECS.into());
+            status
+        }
         Error::Unavailable(m) => Status::unavailable(m),
         Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
         Error::Unimplemented(m) => Status::unimplemented(m),

@@ -32,6 +32,12 @@ pub async fn open(
     call: &Call,
     request: GetWorkItemsRequest,
 ) -> Result<WorkItemStream, Error> {
+    // A worker's own stream counts against --max-worker-streams; the relays other nodes
+    // open for their workers are bounded by those nodes' limits.
+    let slot = match call.forwarded {
+        true => None,
+        false => Some(workflows.gates.stream()?),
+    };
     let worker_id = workflows.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut sources: StreamMap<String, WorkItemStream> = StreamMap::new();
     let mut remote: BTreeMap<u64, Leader> = BTreeMap::new();
@@ -89,6 +95,7 @@ pub async fn open(
     Ok(Box::pin(Merged {
         sources: Some(sources),
         moved: Box::pin(moved),
+        _slot: slot,
     }))
 }
 
@@ -110,6 +117,8 @@ async fn select_first(futures: Vec<Pin<Box<impl Future<Output = ()>>>>) {
 struct Merged {
     sources: Option<StreamMap<String, WorkItemStream>>,
     moved: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Its place under --max-worker-streams, freed when the stream is dropped.
+    _slot: Option<crate::service::limits::Slot>,
 }
 
 impl Stream for Merged {

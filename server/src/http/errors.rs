@@ -6,7 +6,7 @@
 //! compare them with what a Dapr sidecar says.
 
 use crate::service::Error;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::StatusCode;
 
 use super::Response;
@@ -26,6 +26,8 @@ pub struct ApiError {
     pub message: String,
     /// The `Allow` header of a 405 answer: RFC 9110 requires it there.
     pub allow: Option<&'static str>,
+    /// The `Retry-After` header (seconds) of a 429 answer.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -36,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -152,6 +155,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -248,6 +256,14 @@ pub fn from_service(error: &Error, operation: Operation<'_>) -> ApiError {
         (Error::TooLarge(_), _) => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_TOO_LARGE", cause)
         }
+        (Error::Overloaded(_), _) => ApiError {
+            retry_after: Some(crate::service::limits::RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ERR_TOO_MANY_REQUESTS",
+                cause,
+            )
+        },
         _ => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             operation.code(),
@@ -359,5 +375,15 @@ mod tests {
         assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
         let not_found = ApiError::route_not_found("/nope").into_response();
         assert!(not_found.headers().get(ALLOW).is_none());
+    }
+
+    #[test]
+    fn a_limit_reached_is_429_with_retry_after() {
+        let error = Error::overloaded("this node already has 2 calls waiting");
+        let api = from_service(&error, Operation::Start { name: "wf" });
+        assert_eq!(api.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(api.code, "ERR_TOO_MANY_REQUESTS");
+        let response = api.into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
     }
 }

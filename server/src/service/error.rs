@@ -22,6 +22,9 @@ pub enum Error {
     /// The request is over the size limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A per-node limit is reached (`service::limits`): nothing was done; retry later.
+    #[error("{0}")]
+    Overloaded(String),
     /// Not served now (no leader, leadership moving, shutting down): retrying is right,
     /// and whether a write took effect is unknown.
     #[error("{0}")]
@@ -60,6 +63,10 @@ impl Error {
         Error::TooLarge(message.into())
     }
 
+    pub fn overloaded(message: impl Into<String>) -> Error {
+        Error::Overloaded(message.into())
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Error {
         Error::Unavailable(message.into())
     }
@@ -93,6 +100,7 @@ impl Error {
             | Error::InvalidArgument(m)
             | Error::FailedPrecondition(m)
             | Error::TooLarge(m)
+            | Error::Overloaded(m)
             | Error::Unavailable(m)
             | Error::DeadlineExceeded(m)
             | Error::Unimplemented(m)

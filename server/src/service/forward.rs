@@ -22,6 +22,7 @@ use endure_raft::network::{Channels, PeerChannel};
 use endure_raft::node::Node;
 use tonic::{Code, Status};
 
+use super::limits::RETRY_AFTER_HEADER;
 use super::{Call, Error};
 
 /// Marks a request a node forwarded to the leader.
@@ -319,6 +320,9 @@ pub fn from_status(status: Status) -> Error {
         Code::AlreadyExists => Error::AlreadyExists(message),
         Code::InvalidArgument => Error::InvalidArgument(message),
         Code::FailedPrecondition => Error::FailedPrecondition(message),
+        Code::ResourceExhausted if status.metadata().contains_key(RETRY_AFTER_HEADER) => {
+            Error::Overloaded(message)
+        }
         Code::ResourceExhausted | Code::OutOfRange => Error::TooLarge(message),
         Code::Unavailable | Code::Cancelled => Error::Unavailable(message),
         Code::DeadlineExceeded => Error::DeadlineExceeded(message),

@@ -12,7 +12,6 @@ use endure_proto::{
     SuspendRequest, SuspendResponse, TerminateRequest, TerminateResponse,
 };
 
-use super::error::check;
 use tokio::time::Instant;
 
 use super::{require, Call, Error, Workflows};
@@ -39,7 +38,7 @@ impl Workflows {
             name: request.name,
             input: request.input,
         };
-        check(shard.proposer.propose(Kind::RaiseEvent(raise)).await)?;
+        self.propose(shard, Kind::RaiseEvent(raise)).await?;
         Ok(RaiseEventResponse {})
     }
 
@@ -64,7 +63,7 @@ impl Workflows {
             output: request.output,
             recursive: request.recursive,
         };
-        check(shard.proposer.propose(Kind::Terminate(terminate)).await)?;
+        self.propose(shard, Kind::Terminate(terminate)).await?;
         Ok(TerminateResponse {})
     }
 
@@ -86,7 +85,7 @@ impl Workflows {
             instance_id: request.instance_id,
             reason: request.reason,
         };
-        check(shard.proposer.propose(Kind::Suspend(suspend)).await)?;
+        self.propose(shard, Kind::Suspend(suspend)).await?;
         Ok(SuspendResponse {})
     }
 
@@ -108,7 +107,7 @@ impl Workflows {
             instance_id: request.instance_id,
             reason: request.reason,
         };
-        check(shard.proposer.propose(Kind::Resume(resume)).await)?;
+        self.propose(shard, Kind::Resume(resume)).await?;
         Ok(ResumeResponse {})
     }
 
@@ -147,7 +146,7 @@ impl Workflows {
             instance_id,
             recursive: request.recursive,
         };
-        let response = check(shard.proposer.propose(Kind::Purge(purge)).await)?;
+        let response = self.propose(shard, Kind::Purge(purge)).await?;
         let purged_children = self.until_gone(call, &tree).await?;
         Ok(PurgeInstancesResponse {
             deleted_instance_count: (response.purged as usize + purged_children) as i32,

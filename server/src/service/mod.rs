@@ -11,10 +11,12 @@
 //! - [`wait`]: long polls until an instance starts or completes.
 //! - [`answers`]: a worker's answers to turns and activities.
 //! - [`error`]: the one error type.
+//! - [`limits`]: per-node limits on pending writes, waiting polls and worker streams.
 
 pub mod answers;
 pub mod error;
 pub mod forward;
+pub mod limits;
 pub mod manage;
 pub mod query;
 pub mod start;
@@ -62,6 +64,8 @@ pub struct Workflows {
     max_message_bytes: usize,
     /// Turns true on shutdown: long polls end with UNAVAILABLE so clients retry elsewhere.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The per-node limits on what clients make this node hold.
+    pub(crate) gates: limits::Gates,
 }
 
 /// What [`Workflows`] is built from.
@@ -69,6 +73,7 @@ pub struct Options {
     pub shards: Shards,
     pub max_message_bytes: usize,
     pub shutdown: watch::Receiver<bool>,
+    pub limits: limits::Limits,
 }
 
 impl Workflows {
@@ -78,7 +83,19 @@ impl Workflows {
             next_worker_id: Arc::new(AtomicU64::new(0)),
             max_message_bytes: options.max_message_bytes,
             shutdown: options.shutdown,
+            gates: limits::Gates::new(options.limits),
         }
+    }
+
+    /// Proposes a client's write on `shard` (this node leads it), within
+    /// `--max-pending-proposals`; an engine rejection becomes its error.
+    pub(crate) async fn propose(
+        &self,
+        shard: &Shard,
+        kind: endure_engine::records::command::Kind,
+    ) -> Result<endure_raft::types::Response, Error> {
+        let _slot = self.gates.proposal()?;
+        error::check(shard.proposer.propose(kind).await)
     }
 
     /// The shard that owns `instance_id`.

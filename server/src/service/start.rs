@@ -8,7 +8,6 @@ use endure_proto::{
     RerunWorkflowFromEventResponse,
 };
 
-use super::error::check;
 use super::forward::START_NO_WAIT_HEADER;
 use super::{new_instance_id, require, Call, Error, Workflows};
 
@@ -65,7 +64,7 @@ impl Workflows {
             router: request.router,
             parent_trace_context: request.parent_trace_context,
         };
-        check(shard.proposer.propose(Kind::StartInstance(start)).await)?;
+        self.propose(shard, Kind::StartInstance(start)).await?;
         if wait == StartWait::UntilRunning && scheduled.is_none() {
             self.until(shard, &instance_id, call.deadline, query::has_started)
                 .await?;
@@ -124,7 +123,7 @@ impl Workflows {
             overwrite_input: request.overwrite_input,
             input: request.input,
         };
-        check(shard.proposer.propose(Kind::Rerun(rerun)).await)?;
+        self.propose(shard, Kind::Rerun(rerun)).await?;
         self.until(shard, &new_instance_id, call.deadline, query::has_started)
             .await?;
         Ok(RerunWorkflowFromEventResponse { new_instance_id })

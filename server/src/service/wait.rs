@@ -69,6 +69,7 @@ impl Workflows {
         deadline: Option<Instant>,
         done: impl Fn(&InstanceRecord) -> bool,
     ) -> Result<Option<InstanceRecord>, Error> {
+        let _slot = self.gates.poll()?;
         // Subscribe before the first read, so no change between the read and the wait is missed.
         let mut changes = shard.node.shared.subscribe();
         let mut shutdown = self.shutdown.clone();

@@ -42,6 +42,8 @@ metrics_table! {
         "Worker answers refused because they no longer matched (fenced), by kind.";
     TURNS_TOO_LARGE = "endure_turns_too_large_total", Counter,
         "Turns over the size a worker accepts; their instances were stalled.";
+    REQUESTS_OVERLOADED = "endure_requests_overloaded_total", Counter,
+        "Client requests refused because a per-node limit was reached (RESOURCE_EXHAUSTED / 429), by limit.";
     TIMERS_PENDING = "endure_timers_pending", Gauge, "Durable timers armed (RocksDB's estimate).";
     TIMER_LATENESS = "endure_timer_lateness_seconds", Seconds,
         "How long after its due time a timer was fired.";
