@@ -149,7 +149,8 @@ async fn linearizable(shard: &Shard) -> Result<(), Error> {
     shard.proposer.linearizable().await.map_err(Error::from)
 }
 
-/// Refuses an empty or over-long ID or name.
+/// Refuses an empty or over-long ID or name, or one with a control character (a newline
+/// or NUL in an ID would forge log lines and break every tool that reads IDs as text).
 pub fn require(value: &str, what: &str) -> Result<(), Error> {
     if value.is_empty() {
         return Err(Error::invalid_argument(format!("{what} is required")));
@@ -160,6 +161,12 @@ pub fn require(value: &str, what: &str) -> Result<(), Error> {
             value.len()
         )));
     }
+    if let Some(control) = value.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid_argument(format!(
+            "{what} contains the control character U+{:04X}; IDs and names must be printable",
+            control as u32
+        )));
+    }
     Ok(())
 }
 
@@ -167,4 +174,31 @@ pub fn require(value: &str, what: &str) -> Result<(), Error> {
 /// `uuid4().hex`), so it passes every ID check.
 pub fn new_instance_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_names_must_be_present_short_and_printable() {
+        assert!(require("order-17:0001 é", "instanceId").is_ok());
+        assert!(require("", "instanceId")
+            .unwrap_err()
+            .message()
+            .contains("required"));
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert!(require(&long, "name")
+            .unwrap_err()
+            .message()
+            .contains("at most"));
+        for bad in ["a\nb", "nul\0", "tab\there", "\u{7f}"] {
+            let refused = require(bad, "instanceId").unwrap_err();
+            assert!(matches!(refused, Error::InvalidArgument(_)), "{bad:?}");
+            assert!(
+                refused.message().contains("control character U+"),
+                "{refused}"
+            );
+        }
+    }
 }
