@@ -44,13 +44,7 @@ impl ClientTls {
                     let loaded = pair.load()?;
                     builder
                         .with_client_auth_cert(loaded.chain, loaded.key)
-                        .map_err(|e| {
-                            Error(format!(
-                                "{} and {} do not make a usable certificate and key: {e}",
-                                pair.cert.display(),
-                                pair.key.display()
-                            ))
-                        })?
+                        .map_err(|e| pair.unusable(e))?
                 }
             };
             // Every connection Endure opens carries gRPC.

@@ -75,6 +75,15 @@ impl KeyPair {
         Ok(Loaded { chain, key })
     }
 
+    /// rustls refused this pair (a key that does not match, an unsupported algorithm).
+    fn unusable(&self, error: rustls::Error) -> Error {
+        Error(format!(
+            "{} and {} do not make a usable certificate and key: {error}",
+            self.cert.display(),
+            self.key.display()
+        ))
+    }
+
     fn files(&self) -> Vec<PathBuf> {
         vec![self.cert.clone(), self.key.clone()]
     }

@@ -63,13 +63,7 @@ impl ServerTls {
             };
             let mut config = builder
                 .with_single_cert(loaded.chain, loaded.key)
-                .map_err(|e| {
-                    Error(format!(
-                        "{} and {} do not make a usable certificate and key: {e}",
-                        pair.cert.display(),
-                        pair.key.display()
-                    ))
-                })?;
+                .map_err(|e| pair.unusable(e))?;
             config.alpn_protocols = alpn.clone();
             Ok(config)
         };
