@@ -49,7 +49,19 @@ async fn wait_spread(cluster: &Cluster, via: usize, nodes: &[u64], within: Durat
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("leadership did not spread over {nodes:?} within {within:?}: {last:?}");
+    // What placement saw and did, from every node's log, to tell a slow election from a
+    // hand-over that never came.
+    let mut logs = String::new();
+    for index in 0..cluster.nodes.len() {
+        let text = cluster.logs(index);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        logs.push_str(&format!(
+            "\n--- node {} (last 40 lines) ---\n{tail}",
+            index + 1
+        ));
+    }
+    panic!("leadership did not spread over {nodes:?} within {within:?}: {last:?}{logs}");
 }
 
 /// An ID that lands on `shard`.

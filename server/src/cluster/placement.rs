@@ -167,6 +167,6 @@ async fn hand_over(shard: &Shard, target: u64, channels: &Channels) {
     let mut request = tonic::Request::new(TakeLeadershipRequest { shard: shard.id });
     request.set_timeout(PROBE_TIMEOUT);
     if let Err(status) = admin.take_leadership(request).await {
-        debug!(shard = shard.id, target, %status, "hand-over refused");
+        info!(shard = shard.id, target, %status, "hand-over refused");
     }
 }
