@@ -584,4 +584,43 @@ mod tests {
         });
         assert!(zero.is_err());
     }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_limits_are_at_least_one() {
+        let refused = |args: ServeArgs| format!("{:#}", Settings::resolve(args).unwrap_err());
+        let cert_alone = refused(ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..ServeArgs::default()
+        });
+        assert!(
+            cert_alone.contains("--tls-cert needs --tls-key"),
+            "{cert_alone}"
+        );
+        let ca_alone = refused(ServeArgs {
+            tls_client_ca: Some("ca.pem".into()),
+            ..ServeArgs::default()
+        });
+        assert!(ca_alone.contains("--tls-client-ca needs"), "{ca_alone}");
+        let cluster_part = refused(ServeArgs {
+            cluster_tls_ca: Some("ca.pem".into()),
+            cluster_tls_cert: Some("n.pem".into()),
+            ..ServeArgs::default()
+        });
+        assert!(cluster_part.contains("all three"), "{cluster_part}");
+        let zero = refused(ServeArgs {
+            max_waiting_polls: Some(0),
+            ..ServeArgs::default()
+        });
+        assert!(
+            zero.contains("--max-waiting-polls must be at least 1"),
+            "{zero}"
+        );
+        let pair = Settings::resolve(ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(pair.tls.map(|t| t.pair.key), Some("k.pem".into()));
+    }
 }

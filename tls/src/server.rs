@@ -209,10 +209,17 @@ pub fn incoming(
                     continue;
                 }
             };
+            let Some(tls) = tls.clone() else {
+                // Cleartext: nothing to wait for, so no task.
+                let conn = establish(stream, None).await;
+                if tx.send(conn).await.is_err() {
+                    return;
+                }
+                continue;
+            };
             let tx = tx.clone();
-            let tls = tls.clone();
             tokio::spawn(async move {
-                match establish(stream, tls.as_deref()).await {
+                match establish(stream, Some(&tls)).await {
                     Ok(conn) => {
                         let _ = tx.send(Ok(conn)).await;
                     }

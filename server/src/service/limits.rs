@@ -50,6 +50,7 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
+#[derive(Clone)]
 struct Gate {
     slots: Arc<Semaphore>,
     limit: usize,
@@ -84,47 +85,51 @@ impl Gate {
     }
 }
 
-/// The node's gates, shared by every clone of the service.
+/// The node's gates; clones share the same counts.
 #[derive(Clone)]
-pub struct Gates(Arc<[Gate; 3]>);
+pub struct Gates {
+    proposals: Gate,
+    polls: Gate,
+    streams: Gate,
+}
 
 impl Gates {
     pub fn new(limits: Limits) -> Gates {
-        Gates(Arc::new([
-            Gate::new(
+        Gates {
+            proposals: Gate::new(
                 limits.pending_proposals,
                 "pending_proposals",
                 "--max-pending-proposals",
                 "client writes waiting to commit",
             ),
-            Gate::new(
+            polls: Gate::new(
                 limits.waiting_polls,
                 "waiting_polls",
                 "--max-waiting-polls",
                 "calls waiting for an instance",
             ),
-            Gate::new(
+            streams: Gate::new(
                 limits.worker_streams,
                 "worker_streams",
                 "--max-worker-streams",
                 "worker streams open",
             ),
-        ]))
+        }
     }
 
     /// A client write about to be proposed.
     pub fn proposal(&self) -> Result<Slot, Error> {
-        self.0[0].enter()
+        self.proposals.enter()
     }
 
     /// A call that waits for an instance's state.
     pub fn poll(&self) -> Result<Slot, Error> {
-        self.0[1].enter()
+        self.polls.enter()
     }
 
     /// A worker's stream.
     pub fn stream(&self) -> Result<Slot, Error> {
-        self.0[2].enter()
+        self.streams.enter()
     }
 }
 
