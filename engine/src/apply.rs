@@ -64,6 +64,9 @@ pub enum RejectionCode {
     FailedPrecondition,
     /// A completion that does not match the instance's current run or dispatch.
     Stale,
+    /// The instance holds as much of something as its cap allows (its inbox); retrying
+    /// later can succeed.
+    ResourceExhausted,
 }
 
 /// A refused command: the code the server maps to a gRPC status and an HTTP code, and the

@@ -53,6 +53,7 @@ scenario_files!(
     external_event_after_wait,
     external_event_before_wait,
     id_reuse,
+    inbox_cap,
     outbox,
     payload_stall,
     rerun,

@@ -30,7 +30,7 @@ use crate::grpc::admin::AdminService;
 use crate::grpc::taskhub::TaskHub;
 use crate::service::forward::Forwarder;
 use crate::service::{self, Workflows};
-use crate::{grpc, http, telemetry};
+use crate::{dispatch, grpc, http, telemetry};
 
 /// How long binding an address that is in use is retried.
 const BIND_RETRY_FOR: Duration = Duration::from_secs(15);
@@ -175,6 +175,19 @@ impl App {
         let metrics_handle = telemetry::install()?;
         let mut shards = Vec::new();
         let mut leaderships = Vec::new();
+        let limits = settings.limits;
+        let freed = Arc::new(tokio::sync::Notify::new());
+        let node_caps = dispatch::budget::Caps::new(
+            limits.turns_in_flight,
+            limits.activities_in_flight,
+            freed.clone(),
+        );
+        let dispatch_settings = dispatch::Settings {
+            max_turn_bytes: settings.max_message_bytes,
+            max_history_events: limits.history_events,
+            turn_redelivery: limits.turn_timeout,
+            activity_redelivery: limits.activity_timeout,
+        };
         for node in &nodes {
             // Each shard's leader keeps its own time line.
             let clock = Arc::new(LeaderClock::new(SystemClock));
@@ -183,7 +196,9 @@ impl App {
                 node: node.clone(),
                 proposer: proposer.clone(),
                 clock,
-                max_turn_bytes: settings.max_message_bytes,
+                dispatch: dispatch_settings.clone(),
+                node_caps: node_caps.clone(),
+                freed: freed.clone(),
                 channels: channels.clone(),
             });
             leaderships.push(leadership);
@@ -200,7 +215,8 @@ impl App {
             shards: shards.clone(),
             max_message_bytes: settings.max_message_bytes,
             shutdown: shutdown.clone(),
-            limits: settings.limits,
+            limits,
+            freed,
         });
         let membership = Membership::new(shards.clone(), channels.clone());
         let services = |rafts: Option<Arc<Vec<endure_raft::types::Raft>>>,

@@ -76,16 +76,8 @@ pub struct ServeArgs {
     /// Log format: `text` (human-readable) or `json` (one object per line).
     #[arg(long, env = "ENDURE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Client writes (start, raise, terminate, ...) this node may be committing at once;
-    /// more are refused with RESOURCE_EXHAUSTED / 429 and a retry hint.
-    #[arg(long, env = "ENDURE_MAX_PENDING_PROPOSALS")]
-    pub max_pending_proposals: Option<usize>,
-    /// Calls waiting for an instance to start or complete this node may hold at once.
-    #[arg(long, env = "ENDURE_MAX_WAITING_POLLS")]
-    pub max_waiting_polls: Option<usize>,
-    /// Worker streams (GetWorkItems) this node may hold open at once.
-    #[arg(long, env = "ENDURE_MAX_WORKER_STREAMS")]
-    pub max_worker_streams: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// API token every client call must carry in its `dapr-api-token` header (gRPC metadata
     /// or HTTP), as Dapr's sidecar takes it; /healthz and /readyz stay open. Prefer
     /// --api-token-file, which keeps it off the command line.
@@ -140,6 +132,159 @@ pub struct ServeArgs {
     pub cluster_tls_key: Option<PathBuf>,
 }
 
+/// The limits' flags (see `service::limits` for what each bounds). A TOML file takes the
+/// same names, with `_` for `-`, at its top level.
+#[derive(Args, Debug, Default, Deserialize)]
+pub struct LimitArgs {
+    /// Client writes (start, raise, terminate, ...) this node may be committing at once;
+    /// more are refused with RESOURCE_EXHAUSTED / 429 and a retry hint.
+    #[arg(long, env = "ENDURE_MAX_PENDING_PROPOSALS")]
+    pub max_pending_proposals: Option<usize>,
+    /// Calls waiting for an instance to start or complete this node may hold at once.
+    #[arg(long, env = "ENDURE_MAX_WAITING_POLLS")]
+    pub max_waiting_polls: Option<usize>,
+    /// Worker streams (GetWorkItems) this node may hold open at once.
+    #[arg(long, env = "ENDURE_MAX_WORKER_STREAMS")]
+    pub max_worker_streams: Option<usize>,
+    /// Turns one worker stream may hold unanswered (fewer if its SDK asks for fewer).
+    #[arg(long, env = "ENDURE_MAX_TURNS_PER_WORKER")]
+    pub max_turns_per_worker: Option<usize>,
+    /// Activities one worker stream may hold unanswered (fewer if its SDK asks for fewer).
+    #[arg(long, env = "ENDURE_MAX_ACTIVITIES_PER_WORKER")]
+    pub max_activities_per_worker: Option<usize>,
+    /// Turns this node's shard leaders may have sent and not had answered, over all
+    /// workers; more wait, durably, until one is answered.
+    #[arg(long, env = "ENDURE_MAX_TURNS_IN_FLIGHT")]
+    pub max_turns_in_flight: Option<usize>,
+    /// Activities this node's shard leaders may have sent and not had answered.
+    #[arg(long, env = "ENDURE_MAX_ACTIVITIES_IN_FLIGHT")]
+    pub max_activities_in_flight: Option<usize>,
+    /// Events an instance's history may hold; a turn beyond it stalls the instance.
+    #[arg(long, env = "ENDURE_MAX_HISTORY_EVENTS")]
+    pub max_history_events: Option<u64>,
+    /// Events an instance's inbox may hold; a client's raise beyond it is refused.
+    #[arg(long, env = "ENDURE_MAX_INBOX_EVENTS")]
+    pub max_inbox_events: Option<u64>,
+    /// Largest input, event data, output or reason a client call may carry, in bytes.
+    #[arg(long, env = "ENDURE_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// Seconds a turn may stay unanswered before it goes to another worker.
+    #[arg(long, env = "ENDURE_TURN_TIMEOUT_SECS")]
+    pub turn_timeout_secs: Option<u64>,
+    /// Seconds an activity may stay unanswered before it goes to another worker.
+    #[arg(long, env = "ENDURE_ACTIVITY_TIMEOUT_SECS")]
+    pub activity_timeout_secs: Option<u64>,
+}
+
+impl LimitArgs {
+    /// Each limit from the flags, else the file, else its default; each must be at least 1.
+    fn resolve(self, file: LimitArgs) -> anyhow::Result<crate::service::limits::Limits> {
+        use crate::service::limits::Limits;
+        use std::time::Duration;
+        let default = Limits::default();
+        fn pick<T: Copy + PartialEq + From<u8>>(
+            flag: &str,
+            arg: Option<T>,
+            file: Option<T>,
+            default: T,
+        ) -> anyhow::Result<T> {
+            let value = arg.or(file).unwrap_or(default);
+            if value == T::from(0) {
+                bail!("{flag} must be at least 1");
+            }
+            Ok(value)
+        }
+        let secs = |flag, arg, file, default: Duration| {
+            pick(flag, arg, file, default.as_secs()).map(Duration::from_secs)
+        };
+        let limits = Limits {
+            pending_proposals: pick(
+                "--max-pending-proposals",
+                self.max_pending_proposals,
+                file.max_pending_proposals,
+                default.pending_proposals,
+            )?,
+            waiting_polls: pick(
+                "--max-waiting-polls",
+                self.max_waiting_polls,
+                file.max_waiting_polls,
+                default.waiting_polls,
+            )?,
+            worker_streams: pick(
+                "--max-worker-streams",
+                self.max_worker_streams,
+                file.max_worker_streams,
+                default.worker_streams,
+            )?,
+            turns_per_worker: pick(
+                "--max-turns-per-worker",
+                self.max_turns_per_worker,
+                file.max_turns_per_worker,
+                default.turns_per_worker,
+            )?,
+            activities_per_worker: pick(
+                "--max-activities-per-worker",
+                self.max_activities_per_worker,
+                file.max_activities_per_worker,
+                default.activities_per_worker,
+            )?,
+            turns_in_flight: pick(
+                "--max-turns-in-flight",
+                self.max_turns_in_flight,
+                file.max_turns_in_flight,
+                default.turns_in_flight,
+            )?,
+            activities_in_flight: pick(
+                "--max-activities-in-flight",
+                self.max_activities_in_flight,
+                file.max_activities_in_flight,
+                default.activities_in_flight,
+            )?,
+            history_events: pick(
+                "--max-history-events",
+                self.max_history_events,
+                file.max_history_events,
+                default.history_events,
+            )?,
+            inbox_events: pick(
+                "--max-inbox-events",
+                self.max_inbox_events,
+                file.max_inbox_events,
+                default.inbox_events,
+            )?,
+            payload_bytes: pick(
+                "--max-payload-bytes",
+                self.max_payload_bytes,
+                file.max_payload_bytes,
+                default.payload_bytes,
+            )?,
+            turn_timeout: secs(
+                "--turn-timeout-secs",
+                self.turn_timeout_secs,
+                file.turn_timeout_secs,
+                default.turn_timeout,
+            )?,
+            activity_timeout: secs(
+                "--activity-timeout-secs",
+                self.activity_timeout_secs,
+                file.activity_timeout_secs,
+                default.activity_timeout,
+            )?,
+        };
+        // A turn is built from one read of the history and one of the inbox, each bounded.
+        let rows = endure_storage::MAX_SCAN_ROWS as u64;
+        for (flag, value) in [
+            ("--max-history-events", limits.history_events),
+            ("--max-inbox-events", limits.inbox_events),
+        ] {
+            if value > rows / 2 {
+                bail!("{flag} must be at most {}, not {value}", rows / 2);
+            }
+        }
+        Ok(limits)
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -149,9 +294,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// The same settings as a TOML file holds them.
+/// The same settings as a TOML file holds them. (serde's `deny_unknown_fields` does not
+/// work beside `flatten`: the keys nothing took land in `unknown`, which must be empty.)
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileSettings {
     data_dir: Option<PathBuf>,
     grpc_addr: Option<SocketAddr>,
@@ -169,9 +314,10 @@ struct FileSettings {
     log_level: Option<String>,
     max_message_bytes: Option<usize>,
     log_format: Option<LogFormat>,
-    max_pending_proposals: Option<usize>,
-    max_waiting_polls: Option<usize>,
-    max_worker_streams: Option<usize>,
+    #[serde(flatten)]
+    limits: LimitArgs,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
     metrics_token: Option<String>,
@@ -306,23 +452,7 @@ impl Settings {
                 .or(file.max_message_bytes)
                 .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            limits: {
-                let default = crate::service::limits::Limits::default();
-                crate::service::limits::Limits {
-                    pending_proposals: args
-                        .max_pending_proposals
-                        .or(file.max_pending_proposals)
-                        .unwrap_or(default.pending_proposals),
-                    waiting_polls: args
-                        .max_waiting_polls
-                        .or(file.max_waiting_polls)
-                        .unwrap_or(default.waiting_polls),
-                    worker_streams: args
-                        .max_worker_streams
-                        .or(file.max_worker_streams)
-                        .unwrap_or(default.worker_streams),
-                }
-            },
+            limits: args.limits.resolve(file.limits)?,
             api_token: secret(
                 "--api-token",
                 args.api_token.or(file.api_token),
@@ -372,16 +502,6 @@ impl Settings {
         }
         if !settings.peers.is_empty() && !settings.peers.contains_key(&settings.node_id) {
             bail!("--peer must list this node ({}) too", settings.node_id);
-        }
-        let limits = settings.limits;
-        for (flag, value) in [
-            ("--max-pending-proposals", limits.pending_proposals),
-            ("--max-waiting-polls", limits.waiting_polls),
-            ("--max-worker-streams", limits.worker_streams),
-        ] {
-            if value == 0 {
-                bail!("{flag} must be at least 1");
-            }
         }
         if settings.max_message_bytes < 1024 {
             bail!("--max-message-bytes must be at least 1024");
@@ -484,7 +604,12 @@ fn parse_id_addresses(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let file: FileSettings = toml::from_str(&text)
+        .with_context(|| format!("invalid config file {}", path.display()))?;
+    if let Some(key) = file.unknown.keys().next() {
+        bail!("invalid config file {}: unknown field `{key}`", path.display());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -608,7 +733,10 @@ mod tests {
         });
         assert!(cluster_part.contains("all three"), "{cluster_part}");
         let zero = refused(ServeArgs {
-            max_waiting_polls: Some(0),
+            limits: LimitArgs {
+                max_waiting_polls: Some(0),
+                ..LimitArgs::default()
+            },
             ..ServeArgs::default()
         });
         assert!(

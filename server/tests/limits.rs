@@ -3,6 +3,8 @@
 //! a freed place is taken by the next call.
 
 mod common;
+#[path = "http_support/mod.rs"]
+mod http_support;
 
 use std::time::Duration;
 
@@ -132,4 +134,79 @@ async fn streams_and_waits_beyond_their_limits_are_refused_until_a_place_frees()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The value of the gauge `name{kind="<kind>"}` in a node's /metrics.
+async fn gauge(server: &Server, name: &str, kind: &str) -> f64 {
+    let text = http_support::get(server.http_port, "/metrics").await.text();
+    let prefix = format!("{name}{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_after_the_timeout() {
+    use endure_proto::OrchestrationStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--max-turns-per-worker", "2", "--turn-timeout-secs", "3"];
+    let server = Server::spawn_with(&data, common::free_port(), common::free_port(), &flags);
+    server.wait_ready();
+    let mut client = server.client().await;
+
+    // A worker that opens its stream and never reads it.
+    let stuck = client
+        .get_work_items(GetWorkItemsRequest::default())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        client
+            .start_instance(CreateInstanceRequest {
+                instance_id: format!("wf-{i}"),
+                name: "Shout".into(),
+                input: Some(format!("\"{i}\"")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let queued = gauge(&server, "endure_work_items_queued", "turn").await;
+        let in_flight = gauge(&server, "endure_work_items_in_flight", "turn").await;
+        assert!(in_flight <= 2.0, "{in_flight} turns sent to a capped worker");
+        if queued == 18.0 && in_flight == 2.0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{queued} queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A live worker gets the 18 at once, and the 2 the stuck one holds after 3 s (the
+    // default would be 30 s).
+    let live_from = std::time::Instant::now();
+    let _live = common::shout_worker(&server).await;
+    for i in 0..20 {
+        let mut request = wait_request(&format!("wf-{i}"), Duration::from_secs(20));
+        request.get_mut().get_inputs_and_outputs = true;
+        let state = client
+            .wait_for_instance_completion(request)
+            .await
+            .unwrap_or_else(|e| panic!("wf-{i} did not complete: {e:?}"))
+            .into_inner()
+            .orchestration_state
+            .unwrap();
+        assert_eq!(
+            state.orchestration_status,
+            OrchestrationStatus::Completed as i32
+        );
+        assert_eq!(state.output, Some(format!("\"{i}\"")));
+    }
+    let took = live_from.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    drop(stuck);
 }

@@ -259,6 +259,9 @@ impl Session {
                 instance_id: args.word(1),
                 name: args.word(2),
                 input: args.option("input"),
+                inbox_limit: args
+                    .option("inbox-limit")
+                    .map_or(0, |n| n.parse().expect("a count")),
             }),
             "suspend" => Kind::Suspend(Suspend {
                 instance_id: args.word(1),

@@ -34,8 +34,12 @@ pub struct Options {
     pub node: Node,
     pub proposer: Proposer,
     pub clock: Arc<LeaderClock>,
-    /// Largest turn a worker accepts, in bytes.
-    pub max_turn_bytes: usize,
+    /// The dispatcher's settings (turn size, history cap, redelivery).
+    pub dispatch: dispatch::Settings,
+    /// The node's caps on work in flight, shared by every shard's dispatcher.
+    pub node_caps: Arc<dispatch::budget::Caps>,
+    /// Told when room under a cap is freed.
+    pub freed: Arc<tokio::sync::Notify>,
     /// Connections to peers (cluster secret, TLS), to read their clocks.
     pub channels: endure_raft::network::Channels,
 }
@@ -119,7 +123,9 @@ impl Leadership {
             clock: options.clock.clone(),
             effects: options.node.shared.subscribe(),
             proposer: options.proposer.clone(),
-            max_turn_bytes: options.max_turn_bytes,
+            settings: options.dispatch.clone(),
+            node_caps: options.node_caps.clone(),
+            freed: options.freed.clone(),
         });
         self.leading
             .send_replace(Some(LeaderServices { dispatcher: handle }));

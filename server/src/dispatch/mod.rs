@@ -9,6 +9,7 @@
 //! everything pending is read again from the tables and sent again (at-least-once). The
 //! engine's fences make a late or duplicate answer harmless.
 
+pub mod budget;
 pub mod state;
 #[cfg(test)]
 mod state_tests;
@@ -22,7 +23,7 @@ use endure_engine::records::{CompleteActivity, CompleteTurn};
 use endure_engine::Effect;
 use endure_proto::{ActivityResponse, OrchestratorResponse, WorkItem};
 use endure_storage::Store;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -30,6 +31,8 @@ use crate::cluster::clock::Clock;
 use crate::cluster::proposer::Proposer;
 use crate::telemetry::names;
 pub use state::Unmatched;
+pub use state::Settings;
+use budget::Caps;
 use state::{Action, DispatchState, Finished, Now, WorkerQueue};
 
 /// Work items buffered per worker stream before the dispatcher tries another worker.
@@ -56,6 +59,7 @@ enum Message {
     Connect {
         worker_id: u64,
         sender: WorkSender,
+        caps: Arc<Caps>,
     },
     Disconnect {
         worker_id: u64,
@@ -89,9 +93,15 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Registers a worker stream; items go to `sender` until [`Handle::disconnect`].
-    pub async fn connect(&self, worker_id: u64, sender: WorkSender) {
-        let _ = self.tx.send(Message::Connect { worker_id, sender }).await;
+    /// Registers a worker stream; items go to `sender`, as many as `caps` allow, until
+    /// [`Handle::disconnect`].
+    pub async fn connect(&self, worker_id: u64, sender: WorkSender, caps: Arc<Caps>) {
+        let message = Message::Connect {
+            worker_id,
+            sender,
+            caps,
+        };
+        let _ = self.tx.send(message).await;
     }
 
     /// The worker's stream ended: what it held is sent again elsewhere.
@@ -146,8 +156,11 @@ pub struct Options {
     pub effects: broadcast::Receiver<Arc<Vec<Effect>>>,
     /// Proposes the payload-size stall of an instance whose turn is too large.
     pub proposer: Proposer,
-    /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
-    pub max_turn_bytes: usize,
+    pub settings: Settings,
+    /// The node's caps on work in flight, shared by every shard's dispatcher on it.
+    pub node_caps: Arc<Caps>,
+    /// Told when a place under the node's or a worker stream's caps is given back.
+    pub freed: Arc<Notify>,
 }
 
 /// The dispatcher task.
@@ -160,7 +173,11 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(options: Options) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(DISPATCHER_QUEUE_MESSAGES);
-        let state = DispatchState::new(token::Minter::random(), options.max_turn_bytes);
+        let state = DispatchState::new(
+            token::Minter::random(),
+            options.settings.clone(),
+            options.node_caps.clone(),
+        );
         let dispatcher = Dispatcher { rx, options, state };
         (dispatcher, Handle { tx })
     }
@@ -177,8 +194,10 @@ impl Dispatcher {
         let actions = self.state.rescan(self.options.store.as_ref(), self.now());
         self.execute(actions);
         let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        let freed = self.options.freed.clone();
         loop {
             let store = self.options.store.clone();
+            let waiting = self.state.has_waiting();
             let actions = tokio::select! {
                 _ = shutdown.changed() => break,
                 message = self.rx.recv() => match message {
@@ -194,6 +213,9 @@ impl Dispatcher {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = retry.tick() => self.state.tick(store.as_ref(), self.now()),
+                _ = freed.notified(), if waiting => {
+                    self.state.room_freed(store.as_ref(), self.now())
+                }
             };
             self.execute(actions);
             self.publish_gauges();
@@ -204,9 +226,11 @@ impl Dispatcher {
     fn handle(&mut self, message: Message, store: &dyn Store) -> Vec<Action> {
         let now = self.now();
         match message {
-            Message::Connect { worker_id, sender } => {
-                self.state.connect(worker_id, sender, store, now)
-            }
+            Message::Connect {
+                worker_id,
+                sender,
+                caps,
+            } => self.state.connect(worker_id, sender, caps, store, now),
             Message::Disconnect { worker_id } => self.state.disconnect(worker_id, store, now),
             Message::ResolveTurn { response, reply } => {
                 let _ = reply.send(self.state.resolve_turn(response));

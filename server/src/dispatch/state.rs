@@ -6,7 +6,8 @@
 //! by offering it ([`WorkerQueue::offer`], a non-blocking push); what needs IO beyond that
 //! (proposing a stall) comes back as an [`Action`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use endure_engine::records::{CompleteActivity, CompleteTurn, StallForPayload};
@@ -18,6 +19,7 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use tracing::{debug, info, warn};
 
+use super::budget::{Caps, Kind, Permit};
 use super::token::{CompletionToken, Minter};
 
 /// A turn unanswered this long is sent again (turns take milliseconds in the SDKs).
@@ -25,6 +27,8 @@ pub const TURN_REDELIVERY_AFTER: Duration = Duration::from_secs(30);
 /// An activity unanswered this long is sent again (activities may legitimately run long;
 /// this is the backstop for an answer lost on its way, not a timeout).
 pub const ACTIVITY_REDELIVERY_AFTER: Duration = Duration::from_secs(600);
+/// Events an instance's history may hold before it stalls instead of running another turn.
+pub const MAX_HISTORY_EVENTS: u64 = 50_000;
 /// Instances read per page when rescanning the tables.
 const RESCAN_PAGE_INSTANCES: usize = 1_000;
 
@@ -68,12 +72,55 @@ struct InFlightTurn {
     worker_id: u64,
     /// The answer is being proposed; the turn is not sent again meanwhile.
     completing: bool,
+    /// Its place under the caps, given back when this is removed.
+    _permit: Permit,
 }
 
 struct InFlightActivity {
     token: CompletionToken,
     sent_at: Instant,
     worker_id: u64,
+    _permit: Permit,
+}
+
+/// A connected worker stream.
+struct Worker<Q> {
+    queue: Q,
+    /// Its caps, shared with the other shards' dispatchers on this node.
+    caps: Arc<Caps>,
+}
+
+/// What became of an item offered to the workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Sent, or nothing to send (not ready, already in flight, stalled).
+    Done,
+    /// No worker had room: it waits.
+    NoRoom,
+}
+
+/// The dispatcher's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
+    pub max_turn_bytes: usize,
+    /// Events a history may hold before the instance stalls.
+    pub max_history_events: u64,
+    /// A turn unanswered this long is sent again, to another worker where there is one.
+    pub turn_redelivery: Duration,
+    /// An activity unanswered this long is sent again.
+    pub activity_redelivery: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_turn_bytes: 4 * 1024 * 1024,
+            max_history_events: MAX_HISTORY_EVENTS,
+            turn_redelivery: TURN_REDELIVERY_AFTER,
+            activity_redelivery: ACTIVITY_REDELIVERY_AFTER,
+        }
+    }
 }
 
 /// Durations of finished work, for the latency histograms.
@@ -95,48 +142,63 @@ pub struct Gauges {
 
 /// In-flight work and connected workers.
 pub struct DispatchState<Q> {
-    workers: BTreeMap<u64, Q>,
+    workers: BTreeMap<u64, Worker<Q>>,
     /// The worker that took the last item: round robin starts after it.
     cursor: u64,
     turns: HashMap<String, InFlightTurn>,
     activities: HashMap<(String, i32), InFlightActivity>,
-    waiting_turns: BTreeSet<String>,
-    waiting_activities: VecDeque<(String, i32)>,
+    /// Instances whose turn found no room, and activities that found none, oldest first.
+    waiting_turns: WaitQueue<String>,
+    waiting_activities: WaitQueue<(String, i32)>,
     minter: Minter,
-    /// Largest turn a worker accepts (the SDKs' receive limit), in bytes.
-    max_turn_bytes: usize,
+    settings: Settings,
+    /// The node's caps, shared by every shard's dispatcher on it.
+    node_caps: Arc<Caps>,
     /// While redelivering an overdue item: the worker that held it, offered it last (its
     /// stream may be open but dead).
     held_by: Option<u64>,
+    /// Workers that let a turn go unanswered past the timeout (stuck, or reading nothing),
+    /// until when: while another worker is connected they get nothing new, so a stuck
+    /// worker cannot keep taking turns only to lose them a timeout later. An answer that
+    /// matches clears the suspicion early.
+    suspects: HashMap<u64, Instant>,
     actions: Vec<Action>,
 }
 
 impl<Q: WorkerQueue> DispatchState<Q> {
-    pub fn new(minter: Minter, max_turn_bytes: usize) -> Self {
+    pub fn new(minter: Minter, settings: Settings, node_caps: Arc<Caps>) -> Self {
         DispatchState {
             workers: BTreeMap::new(),
             cursor: 0,
             turns: HashMap::new(),
             activities: HashMap::new(),
-            waiting_turns: BTreeSet::new(),
-            waiting_activities: VecDeque::new(),
+            waiting_turns: WaitQueue::default(),
+            waiting_activities: WaitQueue::default(),
             minter,
-            max_turn_bytes,
+            settings,
+            node_caps,
             held_by: None,
+            suspects: HashMap::new(),
             actions: Vec::new(),
         }
     }
 
-    /// A worker's stream opened: what waits is offered at once.
+    /// A worker's stream opened, with its caps: what waits is offered at once.
     pub fn connect(
         &mut self,
         worker_id: u64,
         queue: Q,
+        caps: Arc<Caps>,
         store: &dyn Store,
         now: Now,
     ) -> Vec<Action> {
-        info!(worker_id, "worker connected");
-        self.workers.insert(worker_id, queue);
+        info!(
+            worker_id,
+            max_turns = caps.limit(Kind::Turn),
+            max_activities = caps.limit(Kind::Activity),
+            "worker connected"
+        );
+        self.workers.insert(worker_id, Worker { queue, caps });
         self.offer_waiting(store, now);
         self.take_actions()
     }
@@ -149,6 +211,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             "worker disconnected; re-dispatching what it held"
         );
         self.workers.remove(&worker_id);
+        self.suspects.remove(&worker_id);
         let turns: Vec<String> = self
             .turns
             .iter()
@@ -227,6 +290,17 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         self.take_actions()
     }
 
+    /// A place under a cap was given back (by this shard or another): offers what waits.
+    pub fn room_freed(&mut self, store: &dyn Store, now: Now) -> Vec<Action> {
+        self.offer_waiting(store, now);
+        self.take_actions()
+    }
+
+    /// Whether anything waits for a worker with room.
+    pub fn has_waiting(&self) -> bool {
+        self.waiting_turns.len() + self.waiting_activities.len() > 0
+    }
+
     /// The command recording a worker's answer to a turn, if it answers the turn in
     /// flight. The turn is then "completing": not sent again until [`Self::turn_done`].
     pub fn resolve_turn(
@@ -241,6 +315,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             return Err(unknown());
         }
         in_flight.completing = true;
+        self.suspects.remove(&in_flight.worker_id);
         Ok(work_items::complete_turn(&in_flight.turn, response))
     }
 
@@ -282,6 +357,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         let key = (response.instance_id.clone(), response.task_id);
         let execution_id = match self.activities.get(&key) {
             Some(in_flight) if in_flight.token.accepts(&response.completion_token) => {
+                self.suspects.remove(&in_flight.worker_id);
                 in_flight.token.execution_id().map(str::to_string)
             }
             _ => CompletionToken::parse(&response.completion_token)
@@ -320,18 +396,37 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         std::mem::take(&mut self.actions)
     }
 
-    /// Sends the instance's next turn if it has one and none is in flight.
+    /// Sends the instance's next turn if it has one and none is in flight; queues it when
+    /// no worker has room.
     fn consider_turn(&mut self, instance_id: &str, store: &dyn Store, now: Now) {
+        match self.place_turn(instance_id, store, now) {
+            Placement::Done => self.waiting_turns.remove(instance_id),
+            Placement::NoRoom => self.waiting_turns.push_back(instance_id.to_string()),
+        }
+    }
+
+    fn place_turn(&mut self, instance_id: &str, store: &dyn Store, now: Now) -> Placement {
         if self.turns.contains_key(instance_id) {
-            return;
+            return Placement::Done;
         }
         let _span = tracing::debug_span!("turn", instance_id).entered();
-        self.waiting_turns.remove(instance_id);
         let record = match store.instance(instance_id) {
             Ok(Some(record)) if work_items::is_ready(&record) => record,
-            Ok(_) => return,
+            Ok(_) => return Placement::Done,
             Err(e) => fatal_storage("an instance", e),
         };
+        // A turn is built from one read of each, and a read returns at most MAX_SCAN_ROWS
+        // rows (the caps keep instances below it; this guards data from before them).
+        let rows = record.history_len.max(record.inbox_len);
+        if rows > endure_storage::MAX_SCAN_ROWS as u64 {
+            let description = format!(
+                "its history or inbox holds {rows} rows, more than the {} a turn is built from",
+                endure_storage::MAX_SCAN_ROWS
+            );
+            let (execution_id, history_len) = (record.execution_id.clone(), record.history_len);
+            self.stall(instance_id, &execution_id, history_len, description);
+            return Placement::Done;
+        }
         let history = store
             .history(instance_id)
             .unwrap_or_else(|e| fatal_storage("a history", e));
@@ -339,12 +434,11 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             .inbox(instance_id)
             .unwrap_or_else(|e| fatal_storage("an inbox", e));
         let Some(turn) = work_items::build_turn(&record, history, inbox, now.leader_time) else {
-            return;
+            return Placement::Done;
         };
-        let size = turn.request.encoded_len();
-        if size > self.max_turn_bytes {
-            self.stall(&turn, size);
-            return;
+        if let Some(description) = self.too_big(&turn) {
+            self.stall(&turn.request.instance_id, &turn.execution_id, turn.history_len, description);
+            return Placement::Done;
         }
         let token = self.minter.turn();
         let item = WorkItem {
@@ -353,59 +447,87 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             )),
             completion_token: token.to_string(),
         };
-        match self.offer(item) {
-            Some(worker_id) => {
-                debug!(
-                    instance_id,
-                    worker_id,
-                    events = turn.request.new_events.len(),
-                    "turn dispatched"
-                );
-                let in_flight = InFlightTurn {
-                    token,
-                    sent_at: now.instant,
-                    turn,
-                    worker_id,
-                    completing: false,
-                };
-                self.turns.insert(instance_id.to_string(), in_flight);
-            }
-            None => {
-                self.waiting_turns.insert(instance_id.to_string());
-            }
-        }
+        let Some((worker_id, permit)) = self.offer(Kind::Turn, item, now) else {
+            return Placement::NoRoom;
+        };
+        debug!(
+            instance_id,
+            worker_id,
+            events = turn.request.new_events.len(),
+            "turn dispatched"
+        );
+        let in_flight = InFlightTurn {
+            token,
+            sent_at: now.instant,
+            turn,
+            worker_id,
+            completing: false,
+            _permit: permit,
+        };
+        self.turns.insert(instance_id.to_string(), in_flight);
+        Placement::Done
     }
 
-    /// A turn no worker would accept (it would break the worker's stream, again and
-    /// again): the instance is stalled instead, as Dapr does.
-    fn stall(&mut self, turn: &Turn, size: usize) {
-        warn!(
-            instance_id = turn.request.instance_id,
-            size, "turn too large: stalling the instance"
-        );
-        self.actions.push(Action::Stall(StallForPayload {
-            instance_id: turn.request.instance_id.clone(),
-            execution_id: turn.execution_id.clone(),
-            history_len: turn.history_len,
-            description: format!(
+    /// Why a turn must not be sent: larger than a worker accepts, or on a history past the
+    /// cap.
+    fn too_big(&self, turn: &Turn) -> Option<String> {
+        let size = turn.request.encoded_len();
+        if size > self.settings.max_turn_bytes {
+            return Some(format!(
                 "the next turn is {size} bytes, over the {} bytes a worker accepts",
-                self.max_turn_bytes
-            ),
+                self.settings.max_turn_bytes
+            ));
+        }
+        let events = turn.history_len + turn.request.new_events.len() as u64;
+        if events > self.settings.max_history_events {
+            return Some(format!(
+                "the history would hold {events} events, over the {} that \
+                 --max-history-events allows",
+                self.settings.max_history_events
+            ));
+        }
+        None
+    }
+
+    /// A turn no worker should get (it would break the worker's stream, again and again,
+    /// or grow a history past its cap): the instance is stalled instead, as Dapr does.
+    fn stall(&mut self, instance_id: &str, execution_id: &str, history_len: u64, description: String) {
+        warn!(instance_id, reason = description, "stalling the instance");
+        self.actions.push(Action::Stall(StallForPayload {
+            instance_id: instance_id.to_string(),
+            execution_id: execution_id.to_string(),
+            history_len,
+            description,
         }));
     }
 
-    /// Sends a pending activity unless it is already in flight.
+    /// Sends a pending activity unless it is already in flight; queues it when no worker
+    /// has room.
     fn send_activity(&mut self, instance_id: &str, task_id: i32, store: &dyn Store, now: Now) {
+        let key = (instance_id.to_string(), task_id);
+        match self.place_activity(instance_id, task_id, store, now) {
+            Placement::Done => self.waiting_activities.remove(&key),
+            Placement::NoRoom => self.waiting_activities.push_back(key),
+        }
+    }
+
+    fn place_activity(
+        &mut self,
+        instance_id: &str,
+        task_id: i32,
+        store: &dyn Store,
+        now: Now,
+    ) -> Placement {
         let _span = tracing::debug_span!("activity", instance_id, task_id).entered();
         let key = (instance_id.to_string(), task_id);
         if self.activities.contains_key(&key) {
-            return;
+            return Placement::Done;
         }
         let activities = store
             .activities(instance_id)
             .unwrap_or_else(|e| fatal_storage("the activities of an instance", e));
         let Some((_, activity)) = activities.into_iter().find(|(id, _)| *id == task_id) else {
-            return;
+            return Placement::Done;
         };
         let token = self.minter.activity(&activity.execution_id);
         let item = WorkItem {
@@ -414,40 +536,56 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             )),
             completion_token: token.to_string(),
         };
-        match self.offer(item) {
-            Some(worker_id) => {
-                debug!(worker_id, "activity dispatched");
-                let in_flight = InFlightActivity {
-                    token,
-                    sent_at: now.instant,
-                    worker_id,
-                };
-                self.activities.insert(key, in_flight);
-            }
-            None => self.waiting_activities.push_back(key),
-        }
+        let Some((worker_id, permit)) = self.offer(Kind::Activity, item, now) else {
+            return Placement::NoRoom;
+        };
+        debug!(worker_id, "activity dispatched");
+        let in_flight = InFlightActivity {
+            token,
+            sent_at: now.instant,
+            worker_id,
+            _permit: permit,
+        };
+        self.activities.insert(key, in_flight);
+        Placement::Done
     }
 
-    /// Offers the item to the workers in round-robin order; `None` when none can take it.
-    fn offer(&mut self, item: WorkItem) -> Option<u64> {
+    /// Offers the item to the workers with room in round-robin order, suspects only when
+    /// every worker is one; the worker that took it and its place under the caps, or
+    /// `None` when none can take it.
+    fn offer(&mut self, kind: Kind, item: WorkItem, now: Now) -> Option<(u64, Permit)> {
+        if !self.node_caps.has_room(kind) {
+            return None;
+        }
+        self.suspects.retain(|_, until| *until > now.instant);
         let mut ids: Vec<u64> = self
             .workers
             .range(self.cursor + 1..)
             .chain(self.workers.range(..=self.cursor))
             .map(|(id, _)| *id)
             .collect();
+        if ids.iter().any(|id| !self.suspects.contains_key(id)) {
+            ids.retain(|id| !self.suspects.contains_key(id));
+        }
         if let Some(held_by) = self.held_by {
             // Everyone else first; the earlier holder only when no one else can take it.
             ids.sort_by_key(|id| *id == held_by);
         }
         let mut item = item;
         for worker_id in ids {
-            match self.workers[&worker_id].offer(item) {
+            let worker = &self.workers[&worker_id];
+            let Some(permit) = Permit::take(kind, &self.node_caps, &worker.caps) else {
+                continue;
+            };
+            match worker.queue.offer(item) {
                 Ok(()) => {
                     self.cursor = worker_id;
-                    return Some(worker_id);
+                    return Some((worker_id, permit));
                 }
-                Err(back) => item = back,
+                Err(back) => {
+                    permit.cancel();
+                    item = back;
+                }
             }
         }
         None
@@ -464,23 +602,24 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         let turns: Vec<(String, u64)> = self
             .turns
             .iter()
-            .filter(|(_, t)| !t.completing && overdue(t.sent_at, TURN_REDELIVERY_AFTER))
+            .filter(|(_, t)| !t.completing && overdue(t.sent_at, self.settings.turn_redelivery))
             .map(|(id, t)| (id.clone(), t.worker_id))
             .collect();
         for (instance_id, worker_id) in turns {
             warn!(
                 instance_id,
-                "turn unanswered for {TURN_REDELIVERY_AFTER:?}; sending it again"
+                "turn unanswered for {:?}; sending it again",
+                self.settings.turn_redelivery
             );
             self.turns.remove(&instance_id);
-            self.held_by = Some(worker_id);
+            let until = now.instant + self.settings.turn_redelivery;
+            self.suspects.insert(worker_id, until);
             self.consider_turn(&instance_id, store, now);
-            self.held_by = None;
         }
         let activities: Vec<((String, i32), u64)> = self
             .activities
             .iter()
-            .filter(|(_, a)| overdue(a.sent_at, ACTIVITY_REDELIVERY_AFTER))
+            .filter(|(_, a)| overdue(a.sent_at, self.settings.activity_redelivery))
             .map(|(key, a)| (key.clone(), a.worker_id))
             .collect();
         for ((instance_id, task_id), worker_id) in activities {
@@ -495,15 +634,87 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         }
     }
 
+    /// Offers what waits, oldest first, until no worker has room for the next one.
     fn offer_waiting(&mut self, store: &dyn Store, now: Now) {
         if self.workers.is_empty() {
             return;
         }
-        for instance_id in std::mem::take(&mut self.waiting_turns) {
-            self.consider_turn(&instance_id, store, now);
+        while let Some(instance_id) = self.waiting_turns.pop_front() {
+            if self.place_turn(&instance_id, store, now) == Placement::NoRoom {
+                self.waiting_turns.push_front(instance_id);
+                break;
+            }
         }
-        for (instance_id, task_id) in std::mem::take(&mut self.waiting_activities) {
-            self.send_activity(&instance_id, task_id, store, now);
+        while let Some(key) = self.waiting_activities.pop_front() {
+            if self.place_activity(&key.0, key.1, store, now) == Placement::NoRoom {
+                self.waiting_activities.push_front(key);
+                break;
+            }
+        }
+    }
+}
+
+/// A first-in first-out queue without duplicates.
+struct WaitQueue<K> {
+    order: VecDeque<K>,
+    /// What is queued; an entry of `order` not in here was removed and is skipped.
+    members: HashSet<K>,
+}
+
+impl<K> Default for WaitQueue<K> {
+    fn default() -> Self {
+        WaitQueue {
+            order: VecDeque::new(),
+            members: HashSet::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> WaitQueue<K> {
+    fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Queues `key` last unless it is queued already.
+    fn push_back(&mut self, key: K) {
+        if self.members.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+        if self.order.len() > 2 * self.members.len() + 64 {
+            self.compact();
+        }
+    }
+
+    /// Drops the entries of removed keys, and the later copies of keys queued again.
+    fn compact(&mut self) {
+        let mut kept = HashSet::with_capacity(self.members.len());
+        self.order
+            .retain(|key| self.members.contains(key) && kept.insert(key.clone()));
+    }
+
+    /// Puts back the key [`Self::pop_front`] just gave, first in line again.
+    fn push_front(&mut self, key: K) {
+        if self.members.insert(key.clone()) {
+            self.order.push_front(key);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<K> {
+        while let Some(key) = self.order.pop_front() {
+            if self.members.remove(&key) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    fn remove<Q>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        if self.members.remove(key) && self.members.is_empty() {
+            self.order.clear();
         }
     }
 }

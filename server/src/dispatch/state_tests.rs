@@ -18,8 +18,12 @@ use endure_storage::memory::MemoryStore;
 use endure_storage::Store;
 use prost_types::Timestamp;
 
+use std::sync::Arc;
+
+use super::budget::{Caps, Kind as CapKind};
 use super::state::{
-    Action, DispatchState, Now, WorkerQueue, ACTIVITY_REDELIVERY_AFTER, TURN_REDELIVERY_AFTER,
+    Action, DispatchState, Now, Settings, WorkerQueue, ACTIVITY_REDELIVERY_AFTER,
+    TURN_REDELIVERY_AFTER,
 };
 use super::token::Minter;
 
@@ -69,9 +73,19 @@ impl Harness {
     }
 
     fn with_limit(max_turn_bytes: usize) -> Harness {
+        Harness::with(
+            Settings {
+                max_turn_bytes,
+                ..Settings::default()
+            },
+            Caps::unlimited(),
+        )
+    }
+
+    fn with(settings: Settings, node_caps: Arc<Caps>) -> Harness {
         Harness {
             store: MemoryStore::default(),
-            state: DispatchState::new(Minter::with_epoch("first"), max_turn_bytes),
+            state: DispatchState::new(Minter::with_epoch("first"), settings, node_caps),
             started: Instant::now(),
             elapsed: Duration::ZERO,
             log_index: 0,
@@ -128,8 +142,12 @@ impl Harness {
     }
 
     fn connect(&mut self, worker_id: u64, queue: &Queue) -> Vec<Action> {
+        self.connect_capped(worker_id, queue, Caps::unlimited())
+    }
+
+    fn connect_capped(&mut self, worker_id: u64, queue: &Queue, caps: Arc<Caps>) -> Vec<Action> {
         self.state
-            .connect(worker_id, queue.clone(), &self.store, self.now())
+            .connect(worker_id, queue.clone(), caps, &self.store, self.now())
     }
 
     fn disconnect(&mut self, worker_id: u64) {
@@ -367,7 +385,11 @@ fn after_a_restart_old_tokens_do_not_match_new_dispatches() {
     assert_eq!(turn_of(&old_turn).instance_id, "i2");
 
     // The node restarts: a new dispatcher with a new epoch reads the tables again.
-    h.state = DispatchState::new(Minter::with_epoch("second"), 4 * 1024 * 1024);
+    h.state = DispatchState::new(
+        Minter::with_epoch("second"),
+        Settings::default(),
+        Caps::unlimited(),
+    );
     let fresh = Queue::default();
     h.connect(1, &fresh);
     assert!(h.state.rescan(&h.store, h.now()).is_empty());
@@ -465,4 +487,165 @@ fn a_turn_larger_than_a_worker_accepts_stalls_the_instance_instead() {
         }
         other => panic!("expected one stall, got {other:?}"),
     }
+}
+
+fn caps(turns: usize, activities: usize) -> Arc<Caps> {
+    Caps::new(turns, activities, Arc::new(tokio::sync::Notify::new()))
+}
+
+#[test]
+fn a_worker_stream_holds_no_more_turns_than_its_cap_and_the_rest_wait_in_order() {
+    let mut h = Harness::new();
+    let capped = Queue::default();
+    let stream = caps(1, 10);
+    h.connect_capped(1, &capped, stream.clone());
+    for id in ["i1", "i2", "i3"] {
+        h.start(id);
+    }
+    let first = capped.take();
+    assert_eq!(first.len(), 1, "one turn under a cap of one");
+    assert_eq!(stream.used(CapKind::Turn), 1);
+    assert_eq!(h.state.gauges().queued_turns, 2);
+    h.tick();
+    assert!(capped.take().is_empty(), "a tick does not break the cap");
+
+    // Answering gives the place back; what waits goes out oldest first.
+    h.answer_turn(&first[0], vec![]);
+    assert!(h.state.has_waiting());
+    assert!(h.state.room_freed(&h.store, h.now()).is_empty());
+    let next = capped.take();
+    assert_eq!(next.len(), 1);
+    assert_eq!(turn_of(&next[0]).instance_id, "i2");
+
+    // A second worker takes what the first has no room for.
+    let other = Queue::default();
+    h.connect(2, &other);
+    let taken = other.take();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(turn_of(&taken[0]).instance_id, "i3");
+    assert!(!h.state.has_waiting());
+}
+
+#[test]
+fn the_node_cap_holds_over_every_worker_and_a_disconnect_gives_places_back() {
+    let node = caps(10, 1);
+    let mut h = Harness::with(Settings::default(), node.clone());
+    let (first, second) = (Queue::default(), Queue::default());
+    h.connect(1, &first);
+    h.schedule_activity("i1", &first);
+    h.connect(2, &second);
+    h.schedule_activity("i2", &second);
+    let sent: Vec<WorkItem> = first.take().into_iter().chain(second.take()).collect();
+    assert_eq!(sent.len(), 1, "one activity in flight on the node, {sent:?}");
+    assert_eq!(node.used(CapKind::Activity), 1);
+    assert_eq!(h.state.gauges().queued_activities, 1);
+
+    // The holder goes away: its activity is re-sent, so the node still has one out.
+    let holder = if activity_of(&sent[0]).orchestration_instance.as_ref().unwrap().instance_id
+        == "i1"
+    {
+        1
+    } else {
+        2
+    };
+    h.disconnect(holder);
+    let (live, live_id) = if holder == 1 { (&second, 2) } else { (&first, 1) };
+    let resent = live.take();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(node.used(CapKind::Activity), 1);
+
+    // Its answer frees the place for the one that waited.
+    h.state.activity_done(
+        &activity_of(&resent[0]).orchestration_instance.as_ref().unwrap().instance_id,
+        activity_of(&resent[0]).task_id,
+        h.now(),
+    );
+    assert_eq!(node.used(CapKind::Activity), 0);
+    h.state.room_freed(&h.store, h.now());
+    assert_eq!(live.take().len(), 1, "worker {live_id} gets the waiting activity");
+    assert_eq!(h.state.gauges().queued_activities, 0);
+}
+
+#[test]
+fn a_history_past_its_cap_stalls_the_instance_before_the_next_turn() {
+    let settings = Settings {
+        max_history_events: 4,
+        ..Settings::default()
+    };
+    let mut h = Harness::with(settings, Caps::unlimited());
+    let worker = Queue::default();
+    h.connect(1, &worker);
+    h.schedule_activity("i1", &worker);
+    let activity = worker.take().remove(0);
+    let command = h
+        .state
+        .resolve_activity(activity_answer(&activity, &activity.completion_token))
+        .unwrap();
+    let effects = h.apply(Kind::CompleteActivity(command));
+    // History: OrchestratorStarted, ExecutionStarted, TaskScheduled; the next turn adds
+    // OrchestratorStarted and TaskCompleted: 5 > 4.
+    let actions = h.state.on_effects(&effects, &h.store, h.now());
+    assert!(worker.take().is_empty(), "no turn is sent");
+    match actions.as_slice() {
+        [Action::Stall(stall)] => {
+            assert_eq!((stall.instance_id.as_str(), stall.history_len), ("i1", 3));
+            assert!(
+                stall.description.contains("5 events")
+                    && stall.description.contains("--max-history-events"),
+                "{}",
+                stall.description
+            );
+        }
+        other => panic!("expected one stall, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_redelivery_timeouts_are_settings() {
+    let settings = Settings {
+        turn_redelivery: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    let mut h = Harness::with(settings, Caps::unlimited());
+    let worker = Queue::default();
+    h.connect(1, &worker);
+    h.start("i1");
+    let first = worker.take().remove(0);
+    h.advance(Duration::from_secs(6));
+    h.tick();
+    let again = worker.take().remove(0);
+    assert_ne!(again.completion_token, first.completion_token);
+}
+
+#[test]
+fn a_worker_that_let_a_turn_time_out_gets_nothing_new_while_another_can_take_it() {
+    let mut h = Harness::new();
+    let (stuck, live) = (Queue::default(), Queue::default());
+    h.connect(1, &stuck);
+    h.start("i1");
+    assert_eq!(stuck.take().len(), 1);
+    h.connect(2, &live);
+    h.advance(TURN_REDELIVERY_AFTER + Duration::from_secs(1));
+    h.tick();
+    let moved = live.take().remove(0);
+    for id in ["i2", "i3", "i4"] {
+        h.start(id);
+    }
+    assert!(stuck.take().is_empty(), "a suspect gets no new turns");
+    assert_eq!(live.take().len(), 3);
+
+    // Alone, a suspect still gets work (it may only have been slow) ...
+    h.answer_turn(&moved, vec![]);
+    h.disconnect(2);
+    h.start("i5");
+    assert_eq!(stuck.take().len(), 4, "the live worker's 3 and the new one");
+
+    // ... and once its suspicion runs out it is back in the rotation.
+    let other = Queue::default();
+    h.connect(3, &other);
+    h.advance(TURN_REDELIVERY_AFTER + Duration::from_secs(1));
+    for id in ["i6", "i7"] {
+        h.start(id);
+    }
+    assert_eq!((stuck.take().len(), other.take().len()), (1, 1));
 }

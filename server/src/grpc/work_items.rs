@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamMap};
 use tonic::Status;
 
+use crate::dispatch::budget::{self, Caps};
 use crate::dispatch::{self, WORKER_QUEUE_ITEMS};
 use crate::service::forward::Leader;
 use crate::service::{Call, Error, Workflows};
@@ -22,8 +23,11 @@ use crate::service::{Call, Error, Workflows};
 /// The stream type tonic expects for GetWorkItems.
 pub type WorkItemStream = Pin<Box<dyn Stream<Item = Result<WorkItem, Status>> + Send + 'static>>;
 
-/// Opens a worker's stream. The SDK's concurrency hints are not needed: the stream's flow
-/// control and the per-worker queue bound what a worker holds.
+/// Opens a worker's stream. What the stream may hold unanswered is capped by
+/// `--max-turns-per-worker` and `--max-activities-per-worker`, or by the SDK's own
+/// `maxConcurrent*WorkItems` where it asks for fewer; the cap is split over the nodes that
+/// lead the worker's shards, in proportion to the shards each leads (see
+/// [`budget::share`]), and a relayed stream carries its node's share in those fields.
 ///
 /// A call another node forwarded gets the shards this node leads (UNAVAILABLE if none);
 /// a worker's own call gets every shard, and needs every shard's leader known.
@@ -39,6 +43,37 @@ pub async fn open(
         false => Some(workflows.gates.stream()?),
     };
     let worker_id = workflows.next_worker_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let cap = |asked: i32, setting: usize| match usize::try_from(asked) {
+        Ok(asked) if asked > 0 => asked.min(setting),
+        _ => setting,
+    };
+    let turns = cap(
+        request.max_concurrent_orchestration_work_items,
+        workflows.limits.turns_per_worker,
+    );
+    let activities = cap(
+        request.max_concurrent_activity_work_items,
+        workflows.limits.activities_per_worker,
+    );
+    // Shards with a known leader, per leader: the split of the caps over the nodes.
+    let mut led: BTreeMap<u64, usize> = BTreeMap::new();
+    for shard in workflows.shards.iter() {
+        if let Some(leader) = shard.node.leader() {
+            *led.entry(leader).or_default() += 1;
+        }
+    }
+    let led_somewhere: usize = led.values().sum();
+    let share_of = |node_id: u64, cap: usize| match call.forwarded {
+        // A relayed stream's caps are already this node's share.
+        true => cap,
+        false => budget::share(cap, led.get(&node_id).copied().unwrap_or(0), led_somewhere),
+    };
+    let here = workflows.shards.iter().next().map(|s| s.node.node_id);
+    let local_caps = Caps::new(
+        here.map_or(turns, |id| share_of(id, turns)),
+        here.map_or(activities, |id| share_of(id, activities)),
+        workflows.freed.clone(),
+    );
     let mut sources: StreamMap<String, WorkItemStream> = StreamMap::new();
     let mut remote: BTreeMap<u64, Leader> = BTreeMap::new();
     let mut leaders = Vec::new();
@@ -53,7 +88,9 @@ pub async fn open(
         if leader == shard.node.node_id {
             let (sender, items) = mpsc::channel(WORKER_QUEUE_ITEMS);
             let dispatcher = shard.dispatcher()?;
-            dispatcher.connect(worker_id, sender).await;
+            dispatcher
+                .connect(worker_id, sender, local_caps.clone())
+                .await;
             let local = LocalStream {
                 items,
                 worker_id,
@@ -67,8 +104,12 @@ pub async fn open(
         }
     }
     for (node_id, leader) in remote {
+        let mut request = request.clone();
+        let asked = |cap: usize| i32::try_from(share_of(node_id, cap)).unwrap_or(i32::MAX);
+        request.max_concurrent_orchestration_work_items = asked(turns);
+        request.max_concurrent_activity_work_items = asked(activities);
         let relayed = leader
-            .forward(call, request.clone(), |mut leader, request| async move {
+            .forward(call, request, |mut leader, request| async move {
                 leader.taskhub.get_work_items(request).await
             })
             .await?;

@@ -125,6 +125,7 @@ impl From<Rejection> for Error {
             RejectionCode::AlreadyExists => Error::AlreadyExists(rejection.message),
             RejectionCode::InvalidArgument => Error::InvalidArgument(rejection.message),
             RejectionCode::FailedPrecondition => Error::FailedPrecondition(rejection.message),
+            RejectionCode::ResourceExhausted => Error::Overloaded(rejection.message),
         }
     }
 }

@@ -7,10 +7,12 @@
 //! a cancelled request (its future dropped) frees its slot.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Error;
+use crate::dispatch;
 use crate::telemetry::names;
 
 /// Client writes (start, raise, terminate, suspend, resume, purge, rerun) this node's
@@ -21,19 +23,42 @@ pub const DEFAULT_MAX_PENDING_PROPOSALS: usize = 4_096;
 pub const DEFAULT_MAX_WAITING_POLLS: usize = 10_000;
 /// GetWorkItems streams workers may hold open on this node at once.
 pub const DEFAULT_MAX_WORKER_STREAMS: usize = 1_024;
+/// Turns one worker stream may hold unanswered.
+pub const DEFAULT_MAX_TURNS_PER_WORKER: usize = 1_000;
+/// Activities one worker stream may hold unanswered.
+pub const DEFAULT_MAX_ACTIVITIES_PER_WORKER: usize = 1_000;
+/// Turns this node's shard leaders may have out at once, over all workers.
+pub const DEFAULT_MAX_TURNS_IN_FLIGHT: usize = 10_000;
+/// Activities this node's shard leaders may have out at once.
+pub const DEFAULT_MAX_ACTIVITIES_IN_FLIGHT: usize = 10_000;
+/// Events one instance's inbox may hold before a client's raise is refused.
+pub const DEFAULT_MAX_INBOX_EVENTS: u64 = 10_000;
+/// Largest payload (input, event data, output, reason) of one client call, in bytes.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 /// What a refused client is told to wait before it retries, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// Metadata key (gRPC) and header (HTTP) of that wait; on a RESOURCE_EXHAUSTED status it
 /// also tells a forwarding node the refusal is a limit, not a size.
 pub const RETRY_AFTER_HEADER: &str = "retry-after";
 
-/// The limits, each a count (`--max-pending-proposals`, `--max-waiting-polls`,
-/// `--max-worker-streams`).
+/// The limits, each named after its flag. The first three are gates on requests (this
+/// module); the caps on work in flight are kept by the dispatchers (`dispatch::budget`),
+/// the history cap and the timeouts by the dispatcher too, the inbox cap by the engine
+/// (the raise carries it) and the payload cap by the service layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub pending_proposals: usize,
     pub waiting_polls: usize,
     pub worker_streams: usize,
+    pub turns_per_worker: usize,
+    pub activities_per_worker: usize,
+    pub turns_in_flight: usize,
+    pub activities_in_flight: usize,
+    pub history_events: u64,
+    pub inbox_events: u64,
+    pub payload_bytes: usize,
+    pub turn_timeout: Duration,
+    pub activity_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +67,15 @@ impl Default for Limits {
             pending_proposals: DEFAULT_MAX_PENDING_PROPOSALS,
             waiting_polls: DEFAULT_MAX_WAITING_POLLS,
             worker_streams: DEFAULT_MAX_WORKER_STREAMS,
+            turns_per_worker: DEFAULT_MAX_TURNS_PER_WORKER,
+            activities_per_worker: DEFAULT_MAX_ACTIVITIES_PER_WORKER,
+            turns_in_flight: DEFAULT_MAX_TURNS_IN_FLIGHT,
+            activities_in_flight: DEFAULT_MAX_ACTIVITIES_IN_FLIGHT,
+            history_events: dispatch::state::MAX_HISTORY_EVENTS,
+            inbox_events: DEFAULT_MAX_INBOX_EVENTS,
+            payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            turn_timeout: dispatch::state::TURN_REDELIVERY_AFTER,
+            activity_timeout: dispatch::state::ACTIVITY_REDELIVERY_AFTER,
         }
     }
 }
@@ -143,6 +177,7 @@ mod tests {
             pending_proposals: 2,
             waiting_polls: 1,
             worker_streams: 1,
+            ..Limits::default()
         });
         let first = gates.proposal().unwrap();
         let _second = gates.proposal().unwrap();

@@ -33,10 +33,12 @@ impl Workflows {
         self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
         require(&request.name, "event name")?;
+        self.payload_within_limit("event data", request.input.as_ref())?;
         let raise = RaiseEvent {
             instance_id: request.instance_id,
             name: request.name,
             input: request.input,
+            inbox_limit: self.limits.inbox_events,
         };
         self.propose(shard, Kind::RaiseEvent(raise)).await?;
         Ok(RaiseEventResponse {})
@@ -58,6 +60,7 @@ impl Workflows {
         }
         self.within_limit(&request)?;
         require(&request.instance_id, "instanceId")?;
+        self.payload_within_limit("output", request.output.as_ref())?;
         let terminate = Terminate {
             instance_id: request.instance_id,
             output: request.output,
@@ -81,6 +84,7 @@ impl Workflows {
                 .await;
         }
         require(&request.instance_id, "instanceId")?;
+        self.payload_within_limit("reason", request.reason.as_ref())?;
         let suspend = Suspend {
             instance_id: request.instance_id,
             reason: request.reason,
@@ -103,6 +107,7 @@ impl Workflows {
                 .await;
         }
         require(&request.instance_id, "instanceId")?;
+        self.payload_within_limit("reason", request.reason.as_ref())?;
         let resume = Resume {
             instance_id: request.instance_id,
             reason: request.reason,

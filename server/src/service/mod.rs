@@ -66,6 +66,10 @@ pub struct Workflows {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The per-node limits on what clients make this node hold.
     pub(crate) gates: limits::Gates,
+    pub(crate) limits: limits::Limits,
+    /// Told when a place under a cap on work in flight is given back (see
+    /// `dispatch::budget`); a worker stream's caps tell it too.
+    pub(crate) freed: Arc<tokio::sync::Notify>,
 }
 
 /// What [`Workflows`] is built from.
@@ -74,6 +78,8 @@ pub struct Options {
     pub max_message_bytes: usize,
     pub shutdown: watch::Receiver<bool>,
     pub limits: limits::Limits,
+    /// The node's notification that room was freed under the caps on work in flight.
+    pub freed: Arc<tokio::sync::Notify>,
 }
 
 impl Workflows {
@@ -84,6 +90,8 @@ impl Workflows {
             max_message_bytes: options.max_message_bytes,
             shutdown: options.shutdown,
             gates: limits::Gates::new(options.limits),
+            limits: options.limits,
+            freed: options.freed,
         }
     }
 
@@ -138,6 +146,19 @@ impl Workflows {
             return Err(Error::too_large(format!(
                 "the request is {size} bytes; at most {} bytes are accepted",
                 self.max_message_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a payload (input, event data, output, reason) over `--max-payload-bytes`.
+    pub fn payload_within_limit(&self, what: &str, payload: Option<&String>) -> Result<(), Error> {
+        let size = payload.map_or(0, String::len);
+        let limit = self.limits.payload_bytes;
+        if size > limit {
+            return Err(Error::too_large(format!(
+                "the {what} is {size} bytes; at most {limit} bytes are accepted \
+                 (--max-payload-bytes)"
             )));
         }
         Ok(())

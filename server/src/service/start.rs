@@ -49,6 +49,7 @@ impl Workflows {
         require(&request.name, "name")?;
         let instance_id = request.instance_id.clone();
         require(&instance_id, "instanceId")?;
+        self.payload_within_limit("input", request.input.as_ref())?;
         let now = shard.proposer.next_time()?;
         let scheduled = request
             .scheduled_start_timestamp
@@ -116,6 +117,7 @@ impl Workflows {
         let event_id = i32::try_from(request.event_id).map_err(|_| {
             Error::invalid_argument(format!("eventID {} is out of range", request.event_id))
         })?;
+        self.payload_within_limit("input", request.input.as_ref())?;
         let rerun = Rerun {
             source_instance_id: request.source_instance_id,
             event_id,
