@@ -21,41 +21,12 @@ import argparse
 import asyncio
 import collections
 import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
-from pathlib import Path
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def wait_ready(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the node did not become ready")
+from node import rss_kib, serve
 
 
 async def client(session, base: str, prefix: str, stop: float, counts: collections.Counter):
@@ -113,22 +84,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=400)
     parser.add_argument("--serve-arg", action="append", default=[])
     args = parser.parse_args()
-    grpc_port, http_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as data:
-        log = open(os.path.join(data, "endure.log"), "w")
-        node = subprocess.Popen(
-            [args.binary, "serve", "--data-dir", os.path.join(data, "db"),
-             "--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr", f"127.0.0.1:{http_port}",
-             "--log-level", "warn", *args.serve_arg],
-            stdout=subprocess.DEVNULL, stderr=log,
-        )
-        try:
-            wait_ready(http_port, time.monotonic() + 30)
-            summary = asyncio.run(run(args, node.pid, http_port))
-            print(json.dumps(summary))
-        finally:
-            node.terminate()
-            node.wait(timeout=20)
+    with serve(args.binary, args.serve_arg) as node:
+        summary = asyncio.run(run(args, node.pid, node.http_port))
+        print(json.dumps(summary))
     return 0
 
 

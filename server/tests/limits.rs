@@ -3,7 +3,6 @@
 //! a freed place is taken by the next call.
 
 mod common;
-#[path = "http_support/mod.rs"]
 mod http_support;
 
 use std::time::Duration;
@@ -82,18 +81,31 @@ async fn streams_and_waits_beyond_their_limits_are_refused_until_a_place_frees()
         })
         .await
         .unwrap();
-    let mut waits = Vec::new();
-    for _ in 0..2 {
-        let mut waiting = server.client().await;
-        waits.push(tokio::spawn(async move {
+    let spawn_wait = || {
+        let server_port = server.grpc_port;
+        tokio::spawn(async move {
+            let endpoint = format!("http://127.0.0.1:{server_port}");
+            let mut waiting =
+                endure_proto::task_hub_sidecar_service_client::TaskHubSidecarServiceClient::connect(
+                    endpoint,
+                )
+                .await
+                .unwrap();
             waiting
                 .wait_for_instance_start(wait_request("later", Duration::from_secs(60)))
                 .await
-        }));
-    }
-    // Until both waits are in, a third merely times out; once they are, it is refused.
+        })
+    };
+    let mut waits = vec![spawn_wait(), spawn_wait()];
+    // Until both waits are in, a third merely times out (or takes a place first, and a
+    // long wait is refused and sent again); once they are, the third is refused.
     let started = std::time::Instant::now();
     let refused = loop {
+        for wait in waits.iter_mut() {
+            if wait.is_finished() {
+                *wait = spawn_wait();
+            }
+        }
         let answer = client
             .wait_for_instance_start(wait_request("later", Duration::from_millis(200)))
             .await
@@ -153,7 +165,16 @@ async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_aft
     use endure_proto::OrchestrationStatus;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let flags = ["--max-turns-per-worker", "2", "--turn-timeout-secs", "3"];
+    let flags = [
+        "--max-turns-per-worker",
+        "2",
+        "--max-activities-per-worker",
+        "2",
+        "--turn-timeout-secs",
+        "3",
+        "--activity-timeout-secs",
+        "3",
+    ];
     let server = Server::spawn_with(&data, common::free_port(), common::free_port(), &flags);
     server.wait_ready();
     let mut client = server.client().await;
@@ -163,16 +184,13 @@ async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_aft
         .get_work_items(GetWorkItemsRequest::default())
         .await
         .unwrap();
+    // Started over HTTP, which answers once the start commits (a gRPC start waits for
+    // the first turn, which the stuck worker holds).
     for i in 0..20 {
-        client
-            .start_instance(CreateInstanceRequest {
-                instance_id: format!("wf-{i}"),
-                name: "Shout".into(),
-                input: Some(format!("\"{i}\"")),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let path = http_support::start_path("Shout", &format!("wf-{i}"));
+        let body = format!("\"{i}\"");
+        let reply = http_support::post(server.http_port, &path, body.as_bytes()).await;
+        assert_eq!(reply.status, 202, "{}", reply.text());
     }
     let started = std::time::Instant::now();
     loop {
@@ -187,7 +205,9 @@ async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_aft
     }
 
     // A live worker gets the 18 at once, and the 2 the stuck one holds after 3 s (the
-    // default would be 30 s).
+    // defaults would be 30 s for a turn and 600 s for an activity). The stuck worker, a
+    // suspect once a turn timed out, gets no new turns meanwhile; an activity it takes
+    // after its suspicion ends comes back after 3 s too.
     let live_from = std::time::Instant::now();
     let _live = common::shout_worker(&server).await;
     for i in 0..20 {
@@ -209,4 +229,60 @@ async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_aft
     let took = live_from.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
     drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_inbox_refuses_a_raise_and_an_oversized_payload_changes_nothing() {
+    use endure_proto::RaiseEventRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--max-inbox-events", "3", "--max-payload-bytes", "100"],
+    );
+    let mut client = server.client().await;
+    let path = http_support::start_path("Approval", "waits");
+    let reply = http_support::post(server.http_port, &path, b"").await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let raise = |name: &str, data: &str| RaiseEventRequest {
+        instance_id: "waits".into(),
+        name: name.into(),
+        input: Some(data.into()),
+        ..Default::default()
+    };
+    // No worker runs it: ExecutionStarted and two events fill an inbox of three.
+    for name in ["one", "two"] {
+        client.raise_event(raise(name, "1")).await.unwrap();
+    }
+    let full = client.raise_event(raise("three", "1")).await.unwrap_err();
+    assert_overloaded(&full, "--max-inbox-events");
+    assert!(full.message().contains("3 events waiting"), "{full:?}");
+    let reply = http_support::post(
+        server.http_port,
+        "/v1.0/workflows/dapr/waits/raiseEvent/three",
+        b"1",
+    )
+    .await;
+    assert_eq!(reply.status, 429, "{}", reply.text());
+    assert_eq!(reply.header("retry-after"), Some("1"));
+
+    let big = "x".repeat(101);
+    let refused = client.raise_event(raise("big", &big)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--max-payload-bytes"), "{refused:?}");
+    let refused = client
+        .start_instance(CreateInstanceRequest {
+            instance_id: "big".into(),
+            name: "Approval".into(),
+            input: Some(big),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("the input is 101 bytes"), "{refused:?}");
+    let state = client
+        .get_instance(wait_request("big", Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!state.exists, "a refused start created the instance");
 }
