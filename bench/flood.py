@@ -2,14 +2,15 @@
 node's memory is sampled while they do.
 
     python3 bench/flood.py --binary ENDURE_BIN [--seconds 30] [--times 10]
-        [--serve-arg=--max-pending-proposals=256 ...]
+        [--capacity-seconds 10] [--serve-arg=--max-pending-proposals=256 ...]
 
 Needs h2load (Debian's nghttp2-client). Starts one `endure serve` on free ports with a fresh
 data dir, then:
 
 1. capacity: h2load sends StartInstance calls (gRPC over HTTP/2, generated IDs, a start
    time in 2100 so no worker is needed and each call is one commit) closed loop, 8
-   connections x 64 streams, for 10 s; committed calls per second is the capacity.
+   connections x 64 streams, for `--capacity-seconds`; committed calls per second is the
+   capacity.
 2. flood: h2load sends at `--times` x that rate, open loop (`--rps` per connection, 100
    connections x 1000 streams each, so requests do not wait for answers to go out), for
    `--seconds`. Every second the node's RSS is sampled.
@@ -30,6 +31,9 @@ import threading
 import time
 
 from node import metrics, rss_kib, serve
+
+# gRPC codes a flood may be answered with: OK, and RESOURCE_EXHAUSTED from a limit.
+EXPECTED_CODES = {"0", "8"}
 
 PATH = "/TaskHubSidecarService/StartInstance"
 
@@ -83,6 +87,7 @@ def main() -> int:
     parser.add_argument("--binary", required=True)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--times", type=float, default=10.0)
+    parser.add_argument("--capacity-seconds", type=int, default=10)
     parser.add_argument("--serve-arg", action="append", default=[])
     args = parser.parse_args()
     with tempfile.NamedTemporaryFile(suffix=".bin") as body, \
@@ -90,9 +95,9 @@ def main() -> int:
         body.write(start_request())
         body.flush()
         before = grpc_counts(node.http_port)
-        h2load(node.grpc_port, body.name, 10, 8, 64, None)
+        h2load(node.grpc_port, body.name, args.capacity_seconds, 8, 64, None)
         after = grpc_counts(node.http_port)
-        capacity = (ok(after) - ok(before)) / 10
+        capacity = (ok(after) - ok(before)) / args.capacity_seconds
         if capacity <= 0:
             raise SystemExit(f"nothing committed in the capacity run: {after}")
         clients = 100
@@ -131,6 +136,14 @@ def main() -> int:
             "rss_mib_max": max(rss) if rss else None,
             "rss_mib_last": rss[-1] if rss else None,
         }))
+        unexpected = {code: n for code, n in answered.items()
+                      if code not in EXPECTED_CODES and n > 0}
+        if unexpected:
+            print(f"answers other than OK and RESOURCE_EXHAUSTED: {unexpected}", file=sys.stderr)
+            return 1
+        if not ok(answered) or not answered.get("8"):
+            print("a flood of 10x must see both commits and refusals", file=sys.stderr)
+            return 1
     return 0
 
 

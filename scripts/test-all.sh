@@ -34,6 +34,11 @@ echo "== load driver smoke: endure-bench on one node and on three"
 cargo build --release --locked -p endure-bench
 bash scripts/bench-smoke.sh
 
+echo "== flood smoke: an open-loop gRPC flood at 10x a node's capacity gets only OK and"
+echo "   RESOURCE_EXHAUSTED, and the node stays up (figures: bench/RESULTS.md, Overload)"
+(cd bench && python3 flood.py --binary "$ENDURE_BIN" --seconds 5 --capacity-seconds 3 \
+  --serve-arg=--max-pending-proposals=64)
+
 echo "== chaos smoke: kill, pause and partition, ${CHAOS_SMOKE_SECS:=60} s each, on three real nodes"
 cargo build --release --locked -p endure-chaos
 bash scripts/chaos-smoke.sh "$CHAOS_SMOKE_SECS"

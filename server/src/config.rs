@@ -165,7 +165,8 @@ pub struct LimitArgs {
     /// Events an instance's inbox may hold; a client's raise beyond it is refused.
     #[arg(long, env = "ENDURE_MAX_INBOX_EVENTS")]
     pub max_inbox_events: Option<u64>,
-    /// Largest input, event data, output or reason a client call may carry, in bytes.
+    /// Largest input, event data, output or reason a client call may carry, in bytes
+    /// (default: --max-message-bytes).
     #[arg(long, env = "ENDURE_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
     /// Seconds a turn may stay unanswered before it goes to another worker.
@@ -178,7 +179,12 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     /// Each limit from the flags, else the file, else its default; each must be at least 1.
-    fn resolve(self, file: LimitArgs) -> anyhow::Result<crate::service::limits::Limits> {
+    /// The payload cap defaults to the message cap, `max_message_bytes`.
+    fn resolve(
+        self,
+        file: LimitArgs,
+        max_message_bytes: usize,
+    ) -> anyhow::Result<crate::service::limits::Limits> {
         use crate::service::limits::Limits;
         use std::time::Duration;
         let default = Limits::default();
@@ -256,7 +262,7 @@ impl LimitArgs {
                 "--max-payload-bytes",
                 self.max_payload_bytes,
                 file.max_payload_bytes,
-                default.payload_bytes,
+                max_message_bytes,
             )?,
             turn_timeout: secs(
                 "--turn-timeout-secs",
@@ -395,6 +401,10 @@ impl Settings {
             None => FileSettings::default(),
         };
         let raft_addr_given = args.raft_addr.is_some() || file.raft_addr.is_some();
+        let max_message_bytes = args
+            .max_message_bytes
+            .or(file.max_message_bytes)
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -447,12 +457,9 @@ impl Settings {
                 .log_level
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".into()),
-            max_message_bytes: args
-                .max_message_bytes
-                .or(file.max_message_bytes)
-                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            max_message_bytes,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            limits: args.limits.resolve(file.limits)?,
+            limits: args.limits.resolve(file.limits, max_message_bytes)?,
             api_token: secret(
                 "--api-token",
                 args.api_token.or(file.api_token),

@@ -298,14 +298,25 @@ async fn a_minority_refuses_writes_with_unavailable() {
     cluster.restart(followers[1]);
     let leader = cluster.leader(&[followers[0], followers[1]]).await;
     let mut client = cluster.client(leader).await;
-    let lonely = client
-        .get_instance(GetInstanceRequest {
-            instance_id: "lonely-2".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // The instance's shard may still be led, as far as this node knows, by the node just
+    // killed: UNAVAILABLE until its election is over.
+    let started = std::time::Instant::now();
+    let lonely = loop {
+        let read = client
+            .get_instance(GetInstanceRequest {
+                instance_id: "lonely-2".into(),
+                ..Default::default()
+            })
+            .await;
+        match read {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == Code::Unavailable => {
+                assert!(started.elapsed() < Duration::from_secs(30), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
     assert!(!lonely.exists);
 }
 

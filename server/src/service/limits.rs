@@ -33,8 +33,6 @@ pub const DEFAULT_MAX_TURNS_IN_FLIGHT: usize = 10_000;
 pub const DEFAULT_MAX_ACTIVITIES_IN_FLIGHT: usize = 10_000;
 /// Events one instance's inbox may hold before a client's raise is refused.
 pub const DEFAULT_MAX_INBOX_EVENTS: u64 = 10_000;
-/// Largest payload (input, event data, output, reason) of one client call, in bytes.
-pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 /// What a refused client is told to wait before it retries, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// Metadata key (gRPC) and header (HTTP) of that wait; on a RESOURCE_EXHAUSTED status it
@@ -73,7 +71,7 @@ impl Default for Limits {
             activities_in_flight: DEFAULT_MAX_ACTIVITIES_IN_FLIGHT,
             history_events: dispatch::state::MAX_HISTORY_EVENTS,
             inbox_events: DEFAULT_MAX_INBOX_EVENTS,
-            payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            payload_bytes: crate::config::DEFAULT_MAX_MESSAGE_BYTES,
             turn_timeout: dispatch::state::TURN_REDELIVERY_AFTER,
             activity_timeout: dispatch::state::ACTIVITY_REDELIVERY_AFTER,
         }
