@@ -611,10 +611,13 @@ fn parse_id_addresses(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let file: FileSettings = toml::from_str(&text)
-        .with_context(|| format!("invalid config file {}", path.display()))?;
+    let file: FileSettings =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
     if let Some(key) = file.unknown.keys().next() {
-        bail!("invalid config file {}: unknown field `{key}`", path.display());
+        bail!(
+            "invalid config file {}: unknown field `{key}`",
+            path.display()
+        );
     }
     Ok(file)
 }

@@ -196,11 +196,17 @@ async fn a_worker_that_stops_reading_holds_no_more_than_its_cap_and_loses_it_aft
     loop {
         let queued = gauge(&server, "endure_work_items_queued", "turn").await;
         let in_flight = gauge(&server, "endure_work_items_in_flight", "turn").await;
-        assert!(in_flight <= 2.0, "{in_flight} turns sent to a capped worker");
+        assert!(
+            in_flight <= 2.0,
+            "{in_flight} turns sent to a capped worker"
+        );
         if queued == 18.0 && in_flight == 2.0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{queued} queued");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{queued} queued"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -268,7 +274,10 @@ async fn a_full_inbox_refuses_a_raise_and_an_oversized_payload_changes_nothing()
     let big = "x".repeat(101);
     let refused = client.raise_event(raise("big", &big)).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(refused.message().contains("--max-payload-bytes"), "{refused:?}");
+    assert!(
+        refused.message().contains("--max-payload-bytes"),
+        "{refused:?}"
+    );
     let refused = client
         .start_instance(CreateInstanceRequest {
             instance_id: "big".into(),
@@ -278,7 +287,10 @@ async fn a_full_inbox_refuses_a_raise_and_an_oversized_payload_changes_nothing()
         })
         .await
         .unwrap_err();
-    assert!(refused.message().contains("the input is 101 bytes"), "{refused:?}");
+    assert!(
+        refused.message().contains("the input is 101 bytes"),
+        "{refused:?}"
+    );
     let state = client
         .get_instance(wait_request("big", Duration::from_secs(5)))
         .await

@@ -166,11 +166,21 @@ mod tests {
         let node = Caps::new(2, 1, freed.clone());
         let stream = Caps::new(1, 5, freed);
         let first = Permit::take(Kind::Turn, &node, &stream).expect("room for one turn");
-        assert!(Permit::take(Kind::Turn, &node, &stream).is_none(), "stream full");
-        assert_eq!(node.used(Kind::Turn), 1, "a refused take leaves the node's count");
+        assert!(
+            Permit::take(Kind::Turn, &node, &stream).is_none(),
+            "stream full"
+        );
+        assert_eq!(
+            node.used(Kind::Turn),
+            1,
+            "a refused take leaves the node's count"
+        );
         let other_stream = Caps::unlimited();
         let second = Permit::take(Kind::Turn, &node, &other_stream).expect("node has 2");
-        assert!(Permit::take(Kind::Turn, &node, &other_stream).is_none(), "node full");
+        assert!(
+            Permit::take(Kind::Turn, &node, &other_stream).is_none(),
+            "node full"
+        );
         let activity = Permit::take(Kind::Activity, &node, &stream).expect("own count");
         assert!(Permit::take(Kind::Activity, &node, &other_stream).is_none());
         drop(first);
@@ -191,11 +201,16 @@ mod tests {
         let waiting = freed.notified();
         tokio::pin!(waiting);
         waiting.as_mut().enable();
-        Permit::take(Kind::Activity, &node, &stream).unwrap().cancel();
+        Permit::take(Kind::Activity, &node, &stream)
+            .unwrap()
+            .cancel();
         let woke = futures_now(waiting.as_mut());
         assert!(!woke, "a cancelled permit woke the dispatcher");
         drop(permit);
-        assert!(futures_now(waiting.as_mut()), "a freed place did not wake it");
+        assert!(
+            futures_now(waiting.as_mut()),
+            "a freed place did not wake it"
+        );
     }
 
     fn futures_now(future: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {

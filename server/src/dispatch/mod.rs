@@ -30,9 +30,9 @@ use tracing::{info, warn};
 use crate::cluster::clock::Clock;
 use crate::cluster::proposer::Proposer;
 use crate::telemetry::names;
-pub use state::Unmatched;
-pub use state::Settings;
 use budget::Caps;
+pub use state::Settings;
+pub use state::Unmatched;
 use state::{Action, DispatchState, Finished, Now, WorkerQueue};
 
 /// Work items buffered per worker stream before the dispatcher tries another worker.

@@ -437,7 +437,12 @@ impl<Q: WorkerQueue> DispatchState<Q> {
             return Placement::Done;
         };
         if let Some(description) = self.too_big(&turn) {
-            self.stall(&turn.request.instance_id, &turn.execution_id, turn.history_len, description);
+            self.stall(
+                &turn.request.instance_id,
+                &turn.execution_id,
+                turn.history_len,
+                description,
+            );
             return Placement::Done;
         }
         let token = self.minter.turn();
@@ -491,7 +496,13 @@ impl<Q: WorkerQueue> DispatchState<Q> {
 
     /// A turn no worker should get (it would break the worker's stream, again and again,
     /// or grow a history past its cap): the instance is stalled instead, as Dapr does.
-    fn stall(&mut self, instance_id: &str, execution_id: &str, history_len: u64, description: String) {
+    fn stall(
+        &mut self,
+        instance_id: &str,
+        execution_id: &str,
+        history_len: u64,
+        description: String,
+    ) {
         warn!(instance_id, reason = description, "stalling the instance");
         self.actions.push(Action::Stall(StallForPayload {
             instance_id: instance_id.to_string(),
@@ -608,8 +619,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
         for (instance_id, worker_id) in turns {
             warn!(
                 instance_id,
-                "turn unanswered for {:?}; sending it again",
-                self.settings.turn_redelivery
+                "turn unanswered for {:?}; sending it again", self.settings.turn_redelivery
             );
             self.turns.remove(&instance_id);
             let until = now.instant + self.settings.turn_redelivery;

@@ -536,12 +536,20 @@ fn the_node_cap_holds_over_every_worker_and_a_disconnect_gives_places_back() {
     h.connect(2, &second);
     h.schedule_activity("i2", &second);
     let sent: Vec<WorkItem> = first.take().into_iter().chain(second.take()).collect();
-    assert_eq!(sent.len(), 1, "one activity in flight on the node, {sent:?}");
+    assert_eq!(
+        sent.len(),
+        1,
+        "one activity in flight on the node, {sent:?}"
+    );
     assert_eq!(node.used(CapKind::Activity), 1);
     assert_eq!(h.state.gauges().queued_activities, 1);
 
     // The holder goes away: its activity is re-sent, so the node still has one out.
-    let holder = if activity_of(&sent[0]).orchestration_instance.as_ref().unwrap().instance_id
+    let holder = if activity_of(&sent[0])
+        .orchestration_instance
+        .as_ref()
+        .unwrap()
+        .instance_id
         == "i1"
     {
         1
@@ -549,20 +557,32 @@ fn the_node_cap_holds_over_every_worker_and_a_disconnect_gives_places_back() {
         2
     };
     h.disconnect(holder);
-    let (live, live_id) = if holder == 1 { (&second, 2) } else { (&first, 1) };
+    let (live, live_id) = if holder == 1 {
+        (&second, 2)
+    } else {
+        (&first, 1)
+    };
     let resent = live.take();
     assert_eq!(resent.len(), 1);
     assert_eq!(node.used(CapKind::Activity), 1);
 
     // Its answer frees the place for the one that waited.
     h.state.activity_done(
-        &activity_of(&resent[0]).orchestration_instance.as_ref().unwrap().instance_id,
+        &activity_of(&resent[0])
+            .orchestration_instance
+            .as_ref()
+            .unwrap()
+            .instance_id,
         activity_of(&resent[0]).task_id,
         h.now(),
     );
     assert_eq!(node.used(CapKind::Activity), 0);
     h.state.room_freed(&h.store, h.now());
-    assert_eq!(live.take().len(), 1, "worker {live_id} gets the waiting activity");
+    assert_eq!(
+        live.take().len(),
+        1,
+        "worker {live_id} gets the waiting activity"
+    );
     assert_eq!(h.state.gauges().queued_activities, 0);
 }
 
