@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             let settings = Settings::resolve(*args)?;
             init_logging(&settings.log_level, settings.log_format);
             abort_on_panic();
+            raise_open_files_limit();
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
             runtime.block_on(serve(settings))
@@ -57,6 +58,30 @@ fn abort_on_panic() {
         tracing::error!(%info, "panic: stopping the node");
         std::process::abort();
     }));
+}
+
+/// Raises the soft limit on open files to the hard one. Every client connection, worker
+/// stream and peer link is a descriptor; at the usual soft default of 1,024, `accept` would
+/// fail with EMFILE long before memory or CPU run out (Go's runtime does the same).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+    #[allow(unsafe_code)]
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let before = limit.rlim_cur;
+        // An unlimited hard limit is still capped by the kernel's nr_open.
+        limit.rlim_cur = limit.rlim_max.min(1 << 20);
+        before < limit.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+    };
+    if raised {
+        info!(open_files = limit.rlim_cur, "raised the open-files limit");
+    }
 }
 
 fn init_logging(level: &str, format: config::LogFormat) {

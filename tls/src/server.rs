@@ -11,7 +11,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
@@ -24,6 +24,10 @@ use crate::{provider, roots, Error, KeyPair, Reload, Reloadable};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted but not yet taken by the server.
 const ACCEPTED_BACKLOG: usize = 256;
+/// Connections accepted and still in their handshake (or waiting for a first byte) at once,
+/// per listener; beyond, the listener accepts no more until one ends. Each costs a
+/// descriptor and a task for at most [`HANDSHAKE_TIMEOUT`].
+pub const MAX_PENDING_HANDSHAKES: usize = 16_384;
 /// How long accepting waits after an error (out of file descriptors, say).
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
@@ -177,12 +181,22 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// Sets TCP_NODELAY (small replies must not wait for the peer's delayed ACK), then the
-/// TLS handshake when `tls` is set.
+/// Sets TCP_NODELAY (small replies must not wait for the peer's delayed ACK), then waits
+/// for the client within [`HANDSHAKE_TIMEOUT`]: its TLS handshake when `tls` is set, else
+/// its first byte.
 pub async fn establish(stream: TcpStream, tls: Option<&ServerTls>) -> io::Result<Conn> {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => Ok(Conn::Plain(stream)),
+        // A client that connects and sends nothing would hold a descriptor (and on HTTP a
+        // connection slot) for ever: it has HANDSHAKE_TIMEOUT to send its first byte, as a
+        // TLS client has to finish its handshake.
+        None => match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut [0u8; 1])).await {
+            Ok(peeked) => peeked.map(|_| Conn::Plain(stream)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client sent nothing within the handshake timeout",
+            )),
+        },
         Some(tls) => tls.accept(stream).await,
     }
 }
@@ -195,8 +209,12 @@ pub fn incoming(
     tls: Option<Arc<ServerTls>>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(ACCEPTED_BACKLOG);
+    let handshakes = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let Ok(handshake) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             let accepted = tokio::select! {
                 _ = tx.closed() => return,
                 accepted = listener.accept() => accepted,
@@ -209,21 +227,16 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Some(tls) = tls.clone() else {
-                // Cleartext: nothing to wait for, so no task.
-                let conn = establish(stream, None).await;
-                if tx.send(conn).await.is_err() {
-                    return;
-                }
-                continue;
-            };
-            let tx = tx.clone();
+            // Cleartext too waits for the client (its first byte), so in a task of its own.
+            let (tx, tls) = (tx.clone(), tls.clone());
             tokio::spawn(async move {
-                match establish(stream, Some(&tls)).await {
+                let established = establish(stream, tls.as_deref()).await;
+                drop(handshake);
+                match established {
                     Ok(conn) => {
                         let _ = tx.send(Ok(conn)).await;
                     }
-                    Err(error) => debug!(%error, "TLS handshake failed"),
+                    Err(error) => debug!(%error, "connection closed before its handshake"),
                 }
             });
         }

@@ -67,6 +67,7 @@ pub async fn serve(listener: TcpListener, services: Services, shutdown: watch::R
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(CONNECTION_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(CONNECTION_KEEPALIVE_TIMEOUT))
+        .http2_max_header_list_size(crate::http::MAX_HEADER_BYTES as u32)
         .layer(metrics_layer::GrpcMetricsLayer)
         .layer(services.auth)
         .add_service(taskhub)

@@ -32,9 +32,14 @@ use tracing::{debug, info, warn};
 use crate::service::Workflows;
 use endure_tls::ServerTls;
 
-/// Most HTTP connections served at once; further clients wait in the listen backlog
-/// instead of exhausting file descriptors (as mini-redis bounds `MAX_CONNECTIONS`).
+/// Most HTTP connections served at once (as mini-redis bounds `MAX_CONNECTIONS`); a client
+/// beyond them waits for a place once it has spoken. A connection takes its place only
+/// after its first byte or TLS handshake, so clients that connect and say nothing never
+/// hold one (they are closed after the handshake timeout).
 pub const MAX_CONNECTIONS: usize = 1_024;
+/// Largest request head (request line and headers; an HTTP/2 header list) a client may
+/// send, in bytes, on the HTTP and the gRPC port; a larger one is refused (431 on HTTP/1).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// How long an HTTP/1 client may take to send its request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -74,30 +79,43 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    while let Some((stream, slot)) = next_connection(&listener, &slots, &mut shutdown).await {
+    let handshakes = Arc::new(Semaphore::new(endure_tls::server::MAX_PENDING_HANDSHAKES));
+    while let Some((stream, handshake)) =
+        next_connection(&listener, &handshakes, &mut shutdown).await
+    {
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(router::handle(state, request).await) }
         });
         let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
-        // The TLS handshake runs in the connection's task: a slow client holds its own
-        // slot, never the accept loop.
+        let slots = slots.clone();
+        // The handshake runs in the connection's task: a slow client holds its own
+        // handshake place, never the accept loop.
         tokio::spawn(async move {
-            match endure_tls::server::establish(stream, tls.as_deref()).await {
+            let established = endure_tls::server::establish(stream, tls.as_deref()).await;
+            drop(handshake);
+            match established {
                 Ok(conn) => {
+                    let Ok(slot) = slots.acquire_owned().await else {
+                        return;
+                    };
                     let connection = builder.serve_connection(TokioIo::new(conn), service);
                     if let Err(error) = watcher.watch(connection.into_owned()).await {
                         debug!(%error, "HTTP connection ended with an error");
                     }
+                    drop(slot);
                 }
-                Err(error) => debug!(%error, "HTTP connection failed its TLS handshake"),
+                Err(error) => debug!(%error, "HTTP connection failed its handshake"),
             }
-            drop(slot);
         });
     }
     drop(listener);
@@ -109,7 +127,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// The next accepted connection and the slot it holds, or `None` once shutdown begins.
+/// The next accepted connection and its place among the handshakes under way, or `None`
+/// once shutdown begins.
 async fn next_connection(
     listener: &TcpListener,
     slots: &Arc<Semaphore>,
