@@ -14,6 +14,7 @@ pub mod state;
 #[cfg(test)]
 mod state_tests;
 pub mod token;
+mod wait_queue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! by offering it ([`WorkerQueue::offer`], a non-blocking push); what needs IO beyond that
 //! (proposing a stall) comes back as an [`Action`].
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::budget::{Caps, Kind, Permit};
 use super::token::{CompletionToken, Minter};
+use super::wait_queue::WaitQueue;
 
 /// A turn unanswered this long is sent again (turns take milliseconds in the SDKs).
 pub const TURN_REDELIVERY_AFTER: Duration = Duration::from_secs(30);
@@ -298,7 +299,7 @@ impl<Q: WorkerQueue> DispatchState<Q> {
 
     /// Whether anything waits for a worker with room.
     pub fn has_waiting(&self) -> bool {
-        self.waiting_turns.len() + self.waiting_activities.len() > 0
+        !self.waiting_turns.is_empty() || !self.waiting_activities.is_empty()
     }
 
     /// The command recording a worker's answer to a turn, if it answers the turn in
@@ -660,71 +661,6 @@ impl<Q: WorkerQueue> DispatchState<Q> {
                 self.waiting_activities.push_front(key);
                 break;
             }
-        }
-    }
-}
-
-/// A first-in first-out queue without duplicates.
-struct WaitQueue<K> {
-    order: VecDeque<K>,
-    /// What is queued; an entry of `order` not in here was removed and is skipped.
-    members: HashSet<K>,
-}
-
-impl<K> Default for WaitQueue<K> {
-    fn default() -> Self {
-        WaitQueue {
-            order: VecDeque::new(),
-            members: HashSet::new(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone> WaitQueue<K> {
-    fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// Queues `key` last unless it is queued already.
-    fn push_back(&mut self, key: K) {
-        if self.members.insert(key.clone()) {
-            self.order.push_back(key);
-        }
-        if self.order.len() > 2 * self.members.len() + 64 {
-            self.compact();
-        }
-    }
-
-    /// Drops the entries of removed keys, and the later copies of keys queued again.
-    fn compact(&mut self) {
-        let mut kept = HashSet::with_capacity(self.members.len());
-        self.order
-            .retain(|key| self.members.contains(key) && kept.insert(key.clone()));
-    }
-
-    /// Puts back the key [`Self::pop_front`] just gave, first in line again.
-    fn push_front(&mut self, key: K) {
-        if self.members.insert(key.clone()) {
-            self.order.push_front(key);
-        }
-    }
-
-    fn pop_front(&mut self) -> Option<K> {
-        while let Some(key) = self.order.pop_front() {
-            if self.members.remove(&key) {
-                return Some(key);
-            }
-        }
-        None
-    }
-
-    fn remove<Q>(&mut self, key: &Q)
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        if self.members.remove(key) && self.members.is_empty() {
-            self.order.clear();
         }
     }
 }
